@@ -1,0 +1,1 @@
+"""braid.server: the OpenAI-compatible inference server (protocol, serving, routes, engines)."""

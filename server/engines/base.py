@@ -1,0 +1,80 @@
+"""The engine interface: token ids in, a stream of token deltas out.
+
+The server never cares which engine runs a model. Detokenization, stop strings, ``n`` and
+response shaping live in the serving layer; engines only schedule and run the model.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import AsyncIterator, Literal
+
+from ..sampling import SamplingSpec
+
+__all__ = ["Engine", "EngineRequest", "EngineOutput", "TokenLogprob", "EngineStats", "EngineError"]
+
+FinishReason = Literal["stop", "length", "abort"]
+
+
+class EngineError(RuntimeError):
+    """A request the engine cannot run (bad parameters for this engine). Mapped to HTTP 400."""
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    request_id: str
+    prompt_token_ids: list[int]
+    sampling: SamplingSpec
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """Log-probability of one token, with the top alternatives (id, logprob), best first."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class EngineOutput:
+    """A delta: tokens produced since the previous output of the same request."""
+
+    token_ids: list[int]
+    num_prompt_tokens: int
+    logprobs: list[TokenLogprob] | None = None  # one per token in token_ids, if requested
+    prompt_logprobs: list[TokenLogprob | None] | None = None  # first output only; entry 0 is None
+    finish_reason: FinishReason | None = None
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    running: int
+    waiting: int
+
+
+class Engine(abc.ABC):
+    """Owns a model, its tokenizer and its scheduler.
+
+    ``generate`` is an async generator; closing it early (client disconnect, stop string
+    reached) must abort the request and free its slot.
+    """
+
+    name: str
+    tokenizer: "object"  # a transformers PreTrainedTokenizerBase
+    max_model_len: int
+    capabilities: frozenset[str] = frozenset()  # decoding methods beyond plain sampling
+
+    async def start(self) -> None:
+        """Load weights and start background loops. Called once before serving."""
+
+    async def shutdown(self) -> None:
+        """Stop background loops and free memory."""
+
+    @abc.abstractmethod
+    def generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        ...
+
+    @abc.abstractmethod
+    def stats(self) -> EngineStats:
+        ...

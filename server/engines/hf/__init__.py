@@ -1,0 +1,1 @@
+"""The transformers/PyTorch engine: batched scheduling over a slot KV cache."""
