@@ -71,6 +71,9 @@ class Engine(abc.ABC):
     async def shutdown(self) -> None:
         """Stop background loops and free memory."""
 
+    def validate(self, sampling: SamplingSpec) -> None:
+        """Raise ``EngineError`` for parameters this engine cannot honour (checked before streaming)."""
+
     @abc.abstractmethod
     def generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
         ...

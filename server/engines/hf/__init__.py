@@ -1,1 +1,4 @@
 """The transformers/PyTorch engine: batched scheduling over a slot KV cache."""
+from .engine import HFEngine
+
+__all__ = ["HFEngine"]

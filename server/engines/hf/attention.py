@@ -1,0 +1,127 @@
+"""The ``braid_slots`` attention: packed sequences of new tokens against a slot KV cache.
+
+The model runs on one packed row (``[1, num_tokens]``) holding the new tokens of every
+scheduled sequence. :class:`BatchMeta` travels to :func:`slot_attention` through the model's
+forward ``**kwargs`` (Llama-family models pass unknown kwargs down to the attention function),
+as ``braid_batch=...``. RoPE has already been applied to ``query``/``key`` by the model.
+
+Extension point: a :class:`SequenceMeta` may carry a ``score_modifier``, a function of
+``(layer_idx, scores)`` that returns new pre-softmax scores for that sequence (``scores`` is
+``[num_heads, num_new, num_keys]``, scaled, masked with ``-inf``). Sequences with a modifier take
+the explicit (non-SDPA) path; attention steering plugs in here. Sequences that must step together
+(a contrastive pair) are simply two entries of one batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .kv_cache import SlotKVCache
+
+__all__ = ["ATTN_IMPLEMENTATION", "BatchMeta", "ScoreModifier", "SequenceMeta", "register", "slot_attention"]
+
+ATTN_IMPLEMENTATION = "braid_slots"
+
+ScoreModifier = Callable[[int, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SequenceMeta:
+    slot: int
+    start: int  # tokens already in the cache = position of the first new token
+    num_new: int
+    score_modifier: ScoreModifier | None = None
+
+    @property
+    def end(self) -> int:
+        return self.start + self.num_new
+
+
+@dataclass(frozen=True)
+class BatchMeta:
+    """What one forward pass attends over; built by the model runner, read by every layer."""
+
+    cache: SlotKVCache
+    seqs: tuple[SequenceMeta, ...]
+    token_slots: torch.Tensor  # [num_tokens] slot of each packed token
+    token_positions: torch.Tensor  # [num_tokens] cache position of each packed token
+    decode_lengths: torch.Tensor | None  # [num_seqs] cached lengths after this step, when all num_new == 1
+
+    @property
+    def is_decode(self) -> bool:
+        return self.decode_lengths is not None
+
+
+def slot_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
+                   braid_batch: BatchMeta | None = None, **kwargs):
+    """``query`` [1, H, T, D], ``key``/``value`` [1, KVH, T, D] -> (output [1, T, H, D], None)."""
+    if braid_batch is None:
+        raise RuntimeError("braid_slots attention needs braid_batch=BatchMeta(...) in the forward kwargs")
+    meta = braid_batch
+    scaling = module.scaling if scaling is None else scaling
+    k_cache, v_cache = meta.cache.layer(module.layer_idx)
+    # Advanced indexing puts the token dim first: cache[slot_t, :, pos_t] is [T, KVH, D].
+    k_cache[meta.token_slots, :, meta.token_positions] = key[0].transpose(0, 1).to(k_cache.dtype)
+    v_cache[meta.token_slots, :, meta.token_positions] = value[0].transpose(0, 1).to(v_cache.dtype)
+
+    plain = [i for i, s in enumerate(meta.seqs) if s.score_modifier is None]
+    if meta.is_decode and len(plain) == len(meta.seqs):
+        out = _decode(query, k_cache, v_cache, meta, scaling)
+    else:
+        out = torch.empty_like(query[0].transpose(0, 1))  # [T, H, D]
+        offset = 0
+        for seq in meta.seqs:
+            q = query[:, :, offset:offset + seq.num_new]
+            out[offset:offset + seq.num_new] = _one_sequence(q, k_cache, v_cache, seq, scaling, module.layer_idx)[0].transpose(0, 1)
+            offset += seq.num_new
+        out = out.unsqueeze(0)
+    return out, None
+
+
+def _decode(query, k_cache, v_cache, meta: BatchMeta, scaling: float) -> torch.Tensor:
+    lengths = meta.decode_lengths
+    max_len = max(s.end for s in meta.seqs)
+    slots = meta.token_slots
+    k = k_cache[slots, :, :max_len]  # [B, KVH, L, D]
+    v = v_cache[slots, :, :max_len]
+    q = query[0].transpose(0, 1).unsqueeze(2)  # [B, H, 1, D]
+    mask = torch.arange(max_len, device=q.device)[None, :] < lengths[:, None]  # [B, L]
+    out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask[:, None, None, :],
+                                         scale=scaling, enable_gqa=True)
+    return out.squeeze(2).unsqueeze(0)  # [1, B, H, D]
+
+
+def _one_sequence(q, k_cache, v_cache, seq: SequenceMeta, scaling: float, layer_idx: int) -> torch.Tensor:
+    """``q`` [1, H, n, D] -> [1, H, n, D], attending to this sequence's cached keys ``[0, end)``."""
+    k = k_cache[seq.slot:seq.slot + 1, :, :seq.end].to(q.dtype)
+    v = v_cache[seq.slot:seq.slot + 1, :, :seq.end].to(q.dtype)
+    if seq.score_modifier is None:
+        if seq.start == 0:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, enable_gqa=True)
+        mask = _causal_mask(seq, q.device)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling, enable_gqa=True)
+    groups = q.shape[1] // k.shape[1]
+    k = k.repeat_interleave(groups, dim=1)
+    v = v.repeat_interleave(groups, dim=1)
+    scores = torch.matmul(q, k.transpose(-1, -2))[0].float() * scaling  # [H, n, L]
+    scores = scores.masked_fill(~_causal_mask(seq, q.device), float("-inf"))
+    scores = seq.score_modifier(layer_idx, scores)
+    probs = scores.softmax(dim=-1).to(q.dtype)
+    return torch.matmul(probs.unsqueeze(0), v)
+
+
+def _causal_mask(seq: SequenceMeta, device) -> torch.Tensor:
+    """[n, end] bool: new token i (at position start+i) sees keys at positions <= start+i."""
+    q_pos = torch.arange(seq.start, seq.end, device=device)[:, None]
+    return torch.arange(seq.end, device=device)[None, :] <= q_pos
+
+
+def register() -> str:
+    """Register ``braid_slots`` with transformers (idempotent); returns the implementation name."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTN_IMPLEMENTATION, slot_attention)
+    return ATTN_IMPLEMENTATION

@@ -1,0 +1,203 @@
+"""``HFEngine``: continuous batching of transformers models over a slot KV cache.
+
+A worker thread runs schedule -> model forward -> sample -> deliver, so the event loop stays
+responsive during forward passes. Requests and aborts reach it through a thread-safe inbox;
+outputs come back through each request's asyncio queue.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from typing import AsyncIterator
+
+import torch
+
+from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats
+from . import attention
+from .kv_cache import SlotKVCache
+from .model_runner import ModelRunner
+from .scheduler import Scheduler, Sequence
+from .step import run_step
+
+__all__ = ["HFEngine"]
+
+log = logging.getLogger(__name__)
+
+_CPU_KV_BYTES = 1 << 30
+_GPU_KV_FRACTION = 0.4
+_KNOWN_OPTIONS = {"kv_cache_memory_bytes", "max_num_batched_tokens"}
+
+
+class HFEngine(Engine):
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self, name: str, model_path: str, *, max_model_len: int | None = None, dtype: str = "auto",
+                 max_num_seqs: int = 32, device: str | None = None, **engine_options):
+        from transformers import AutoConfig, AutoTokenizer
+
+        unknown = set(engine_options) - _KNOWN_OPTIONS
+        if unknown:
+            raise ValueError(f"unknown transformers engine_options {sorted(unknown)}; known: {sorted(_KNOWN_OPTIONS)}")
+        self.name = name
+        self.model_path = model_path
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = dtype
+        self.max_num_seqs = max_num_seqs
+        self.options = engine_options
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.config = AutoConfig.from_pretrained(model_path)
+        model_limit = getattr(self.config, "max_position_embeddings", None) or max_model_len or 2048
+        if max_model_len is not None and max_model_len > model_limit:
+            log.warning("%s: max_model_len %d capped at the model's %d", name, max_model_len, model_limit)
+        self.max_model_len = min(max_model_len or model_limit, model_limit)
+        self._inbox: queue.Queue = queue.Queue()
+        self._outboxes: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
+        self._thread: threading.Thread | None = None
+        self.scheduler: Scheduler | None = None
+        self.runner: ModelRunner | None = None
+
+    async def start(self) -> None:
+        if self._thread is not None:
+            return
+        await asyncio.to_thread(self._load)
+        self._thread = threading.Thread(target=self._loop, name=f"braid-hf-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        from transformers import AutoModelForCausalLM
+
+        torch_dtype = self._torch_dtype()
+        model = AutoModelForCausalLM.from_pretrained(
+            self.model_path, dtype=torch_dtype, attn_implementation=attention.register(),
+        ).to(self.device).eval()
+        cfg = model.config
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        cache = SlotKVCache(
+            cfg.num_hidden_layers, getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads, head_dim,
+            dtype=next(model.parameters()).dtype, device=self.device, max_len=self.max_model_len,
+            memory_bytes=self._kv_budget(),
+        )
+        self.runner = ModelRunner(model, cache)
+        self.scheduler = Scheduler(
+            self.max_num_seqs,
+            int(self.options.get("max_num_batched_tokens") or max(self.max_model_len, 2048)),
+            cache.max_tokens,
+        )
+
+    def _torch_dtype(self):
+        if self.dtype != "auto":
+            return getattr(torch, self.dtype)
+        return torch.float32 if self.device.type == "cpu" else "auto"
+
+    def _kv_budget(self) -> int:
+        if self.options.get("kv_cache_memory_bytes"):
+            return int(self.options["kv_cache_memory_bytes"])
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return int(free * _GPU_KV_FRACTION)
+        return _CPU_KV_BYTES
+
+    async def shutdown(self) -> None:
+        if self._thread is None:
+            return
+        self._inbox.put(("stop", None))
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+        self.runner = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def stats(self) -> EngineStats:
+        if self.scheduler is None:
+            return EngineStats(running=0, waiting=0)
+        return EngineStats(running=len(self.scheduler.running), waiting=len(self.scheduler.waiting))
+
+    async def generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        self._validate(request)
+        if self._thread is None:
+            raise EngineError(f"engine {self.name!r} is not started")
+        outbox: asyncio.Queue = asyncio.Queue()
+        self._outboxes[request.request_id] = (asyncio.get_running_loop(), outbox)
+        prompt = list(request.prompt_token_ids)
+        self._inbox.put(("add", Sequence(request.request_id, prompt, len(prompt), request.sampling)))
+        finished = False
+        try:
+            while not finished:
+                item = await outbox.get()
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                finished = item.finish_reason is not None
+                yield item
+        finally:
+            self._outboxes.pop(request.request_id, None)
+            if not finished:
+                self._inbox.put(("abort", request.request_id))
+
+    def _validate(self, request: EngineRequest) -> None:
+        s, n = request.sampling, len(request.prompt_token_ids)
+        vocab = self.config.vocab_size
+        if request.request_id in self._outboxes:
+            raise EngineError(f"request id {request.request_id!r} is already running")
+        if n == 0:
+            raise EngineError("the prompt is empty")
+        if n >= self.max_model_len:
+            raise EngineError(f"the prompt has {n} tokens; this model's context is {self.max_model_len}")
+        if s.max_tokens < 1:
+            raise EngineError("max_tokens must be at least 1")
+        if any(t < 0 or t >= vocab for t in request.prompt_token_ids):
+            raise EngineError(f"prompt token ids must be in [0, {vocab})")
+        for field_name in ("logprobs", "prompt_logprobs"):
+            k = getattr(s, field_name)
+            if k is not None and not 0 <= k <= vocab:
+                raise EngineError(f"{field_name} must be between 0 and {vocab}")
+
+    def _loop(self) -> None:
+        sched = self.scheduler
+        while True:
+            if not self._drain_inbox(block=not sched.has_work()):
+                return
+            batch = sched.schedule()
+            if batch is None:
+                continue
+            try:
+                outputs = run_step(self.runner, sched, batch, self.max_model_len)
+            except Exception as exc:  # noqa: BLE001 - a failed step fails its requests, not the engine
+                log.exception("%s: engine step failed", self.name)
+                outputs = []
+                for seq in batch.seqs:
+                    sched.finish(seq)
+                    outputs.append((seq.request_id, EngineError(f"engine step failed: {exc}")))
+            for request_id, item in outputs:
+                self._deliver(request_id, item)
+
+    def _drain_inbox(self, block: bool) -> bool:
+        """Apply queued adds and aborts; False once asked to stop."""
+        try:
+            item = self._inbox.get(block=block)
+        except queue.Empty:
+            return True
+        while True:
+            kind, payload = item
+            if kind == "stop":
+                return False
+            if kind == "add":
+                if payload.sampling.seed is not None:
+                    gen = torch.Generator(device=self.device)
+                    gen.manual_seed(payload.sampling.seed)
+                    payload.extra["generator"] = gen
+                self.scheduler.add(payload)
+            elif kind == "abort":
+                self.scheduler.abort(payload)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return True
+
+    def _deliver(self, request_id: str, item) -> None:
+        target = self._outboxes.get(request_id)
+        if target is not None:
+            loop, outbox = target
+            loop.call_soon_threadsafe(outbox.put_nowait, item)

@@ -1,0 +1,71 @@
+"""Owns the model and the KV cache: turns a scheduled batch into one packed forward pass."""
+from __future__ import annotations
+
+import torch
+
+from .attention import BatchMeta, SequenceMeta
+from .kv_cache import SlotKVCache
+from .scheduler import Sequence
+
+__all__ = ["ModelRunner", "StepLogits"]
+
+
+class StepLogits:
+    """The logits of one forward pass: ``last`` [B, V] predicts each sequence's next token;
+    ``prompt[i]`` [n_i - 1, V] (only for sequences that asked for prompt logprobs) scores the
+    prompt tokens ``1..n_i-1``."""
+
+    def __init__(self, last: torch.Tensor, prompt: dict[int, torch.Tensor]):
+        self.last = last
+        self.prompt = prompt
+
+
+class ModelRunner:
+    def __init__(self, model, cache: SlotKVCache):
+        self.model = model
+        self.cache = cache
+        self.device = next(model.parameters()).device
+
+    @torch.inference_mode()
+    def run(self, seqs: list[Sequence], want_prompt_logits: set[int] = frozenset()) -> StepLogits:
+        """Forward the uncached tokens of ``seqs``; marks them cached. ``want_prompt_logits``:
+        indices into ``seqs`` whose prompt positions need logits too."""
+        metas, input_ids, positions, slots = [], [], [], []
+        for seq in seqs:
+            start, n = seq.num_cached_tokens, seq.num_new_tokens
+            metas.append(SequenceMeta(slot=seq.slot, start=start, num_new=n))
+            input_ids.extend(seq.token_ids[start:])
+            positions.extend(range(start, start + n))
+            slots.extend([seq.slot] * n)
+        self.cache.ensure(max(m.slot for m in metas) + 1, max(m.end for m in metas))
+
+        dev = self.device
+        positions_t = torch.tensor(positions, dtype=torch.long, device=dev)
+        is_decode = all(m.num_new == 1 for m in metas)
+        meta = BatchMeta(
+            cache=self.cache,
+            seqs=tuple(metas),
+            token_slots=torch.tensor(slots, dtype=torch.long, device=dev),
+            token_positions=positions_t,
+            decode_lengths=torch.tensor([m.end for m in metas], device=dev) if is_decode else None,
+        )
+        ends = torch.tensor([m.num_new for m in metas]).cumsum(0)
+        last_idx = (ends - 1).to(dev)
+        keep_all = bool(want_prompt_logits)
+        out = self.model(
+            input_ids=torch.tensor([input_ids], dtype=torch.long, device=dev),
+            position_ids=positions_t[None],
+            use_cache=False,
+            logits_to_keep=0 if keep_all else last_idx,
+            braid_batch=meta,
+        )
+        logits = out.logits[0]
+        for seq in seqs:
+            seq.num_cached_tokens = len(seq)
+        if not keep_all:
+            return StepLogits(logits, {})
+        prompt = {}
+        for i in want_prompt_logits:
+            seq_start = int(ends[i]) - metas[i].num_new
+            prompt[i] = logits[seq_start:seq_start + seqs[i].num_prompt_tokens - 1]
+        return StepLogits(logits[last_idx], prompt)

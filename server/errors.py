@@ -1,0 +1,31 @@
+"""Errors as values: every failure the API reports is an ``APIError`` with an HTTP status."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .protocol import ErrorInfo, ErrorResponse
+
+__all__ = ["APIError", "bad_request", "not_found", "overloaded"]
+
+
+@dataclass
+class APIError(Exception):
+    status: int
+    message: str
+    type: str = "invalid_request_error"
+    param: str | None = None
+
+    def to_response(self) -> ErrorResponse:
+        return ErrorResponse(error=ErrorInfo(message=self.message, type=self.type, param=self.param, code=self.status))
+
+
+def bad_request(message: str, param: str | None = None) -> APIError:
+    return APIError(400, message, "invalid_request_error", param)
+
+
+def not_found(message: str, param: str | None = None) -> APIError:
+    return APIError(404, message, "not_found_error", param)
+
+
+def overloaded(message: str) -> APIError:
+    return APIError(503, message, "service_unavailable_error")

@@ -1,0 +1,112 @@
+"""/v1/chat/completions: messages -> the model's chat template -> completions."""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import AsyncIterator
+
+from .errors import bad_request
+from .generation import ChoiceEvent, ChoiceResult, collect, merge, stream_choice
+from .protocol import (ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionRequest,
+                       ChatCompletionResponse, ChatLogprobs, ChatMessage, ChatTokenLogprob, ChatTopLogprob,
+                       DeltaMessage, UsageInfo, random_id)
+from .serving_common import ServingBase, build_spec, check_context, token_text
+from .sse import sse_events
+
+__all__ = ["ChatServing", "render_chat"]
+
+
+def _text_content(message: ChatMessage, index: int) -> str | None:
+    if message.content is None or isinstance(message.content, str):
+        return message.content
+    texts = []
+    for part in message.content:
+        kind = part.get("type")
+        if kind == "text":
+            texts.append(str(part.get("text", "")))
+        elif kind in ("image_url", "input_image", "image"):
+            raise bad_request("this model does not accept image inputs", f"messages[{index}].content")
+        else:
+            raise bad_request(f"unsupported content part type {kind!r}", f"messages[{index}].content")
+    return "".join(texts)
+
+
+def render_chat(tokenizer, messages: list[ChatMessage], add_generation_prompt: bool = True,
+                template_kwargs: dict | None = None) -> list[int]:
+    if not getattr(tokenizer, "chat_template", None):
+        raise bad_request("this model has no chat template; use /v1/completions", "messages")
+    conversation = [{"role": "system" if m.role == "developer" else m.role, "content": _text_content(m, i) or ""}
+                    for i, m in enumerate(messages)]
+    try:
+        text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                             **(template_kwargs or {}))
+    except Exception as exc:  # template errors are the caller's (e.g. roles out of order)
+        raise bad_request(f"the chat template rejected these messages: {exc}", "messages") from exc
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def _chat_logprobs(tokenizer, logprobs, token_ids: list[int]) -> ChatLogprobs:
+    content = []
+    for token_id, entry in zip(token_ids, logprobs):
+        text = token_text(tokenizer, token_id)
+        top = [ChatTopLogprob(token=(t := token_text(tokenizer, tid)), logprob=lp, bytes=list(t.encode()))
+               for tid, lp in entry.top]
+        content.append(ChatTokenLogprob(token=text, logprob=entry.logprob, bytes=list(text.encode()), top_logprobs=top))
+    return ChatLogprobs(content=content)
+
+
+class ChatServing(ServingBase):
+    async def create(self, request: ChatCompletionRequest) -> ChatCompletionResponse | AsyncIterator[str]:
+        served = self.admit(request, request.n)
+        engine = served.engine
+        prompt_ids = render_chat(engine.tokenizer, request.messages, request.add_generation_prompt,
+                                 request.chat_template_kwargs)
+        if request.top_logprobs is not None and not request.logprobs:
+            raise bad_request("top_logprobs requires logprobs=true", "top_logprobs")
+        max_tokens = check_context(engine, len(prompt_ids), request.max_completion_tokens or request.max_tokens)
+        logprobs = (request.top_logprobs or 0) if request.logprobs else None
+        arrival, base_id = time.monotonic(), uuid.uuid4().hex
+        streams = [stream_choice(engine, request.model, i, f"{base_id}-{i}", prompt_ids,
+                                 build_spec(request, engine, max_tokens, i, logprobs, None),
+                                 request.stop, self.metrics, arrival)
+                   for i in range(request.n)]
+        events = merge(streams)
+        if request.stream:
+            return sse_events(self._chunks(request, events, len(prompt_ids)))
+        results = await collect(events, request.n)
+        return self._response(request, results, len(prompt_ids))
+
+    def _response(self, request, results: list[ChoiceResult], prompt_tokens: int) -> ChatCompletionResponse:
+        tokenizer = self.registry.get(request.model).engine.tokenizer
+        choices = [
+            ChatChoice(index=r.index, message={"content": r.text}, finish_reason=r.finish_reason,
+                       logprobs=_chat_logprobs(tokenizer, r.logprobs, r.token_ids) if request.logprobs else None)
+            for r in results
+        ]
+        completion_tokens = sum(len(r.token_ids) for r in results)
+        return ChatCompletionResponse(model=request.model, choices=choices,
+                                      usage=UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                                      total_tokens=prompt_tokens + completion_tokens))
+
+    async def _chunks(self, request, events: AsyncIterator[ChoiceEvent],
+                      prompt_tokens: int) -> AsyncIterator[ChatCompletionChunk]:
+        tokenizer = self.registry.get(request.model).engine.tokenizer
+        response_id, created = random_id("chatcmpl"), int(time.time())
+
+        def chunk(choices: list[ChatChunkChoice], usage: UsageInfo | None = None) -> ChatCompletionChunk:
+            return ChatCompletionChunk(id=response_id, created=created, model=request.model, choices=choices,
+                                       usage=usage)
+
+        for i in range(request.n):
+            yield chunk([ChatChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
+        completion_tokens = 0
+        async for event in events:
+            completion_tokens += len(event.token_ids)
+            logprobs = (_chat_logprobs(tokenizer, event.logprobs or [], event.token_ids)
+                        if request.logprobs and event.token_ids else None)
+            if event.text or event.finish_reason or logprobs is not None:
+                yield chunk([ChatChunkChoice(index=event.index, delta=DeltaMessage(content=event.text or None),
+                                             logprobs=logprobs, finish_reason=event.finish_reason)])
+        if request.stream_options and request.stream_options.include_usage:
+            yield chunk([], UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                      total_tokens=prompt_tokens + completion_tokens))
