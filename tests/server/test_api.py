@@ -1,0 +1,247 @@
+"""The OpenAI-compatible API, run against a real server per engine (vLLM and transformers)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+from conftest import API_KEY, MAX_NUM_SEQS, MAX_QUEUE
+from reference import greedy, prompt_logprobs
+
+PROMPTS = ["The capital of France", "def add(a, b):", "One, two, three", "Hello world! How"]
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    return openai.OpenAI(base_url=served.base_url, api_key=API_KEY, max_retries=0, timeout=120)
+
+
+def test_models_endpoint_lists_the_served_model(client):
+    cards = client.models.list().data
+    assert [c.id for c in cards] == ["tiny"]
+    assert cards[0].model_extra["max_model_len"] == 512
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_greedy_completion_matches_reference_token_for_token(client, reference, prompt):
+    model, tokenizer = reference
+    prompt_ids = tokenizer.encode(prompt)
+    want_ids, steps = greedy(model, prompt_ids, 12, tokenizer.eos_token_id)
+    out = client.completions.create(model="tiny", prompt=prompt, max_tokens=12, temperature=0, logprobs=0)
+    choice = out.choices[0]
+    assert choice.text == tokenizer.decode(want_ids, skip_special_tokens=True)
+    assert out.usage.completion_tokens == len(want_ids)
+    assert out.usage.prompt_tokens == len(prompt_ids)
+    for got, token, step in zip(choice.logprobs.token_logprobs, want_ids, steps):
+        assert got == pytest.approx(float(step[token]), abs=2e-3)
+    assert choice.finish_reason == ("stop" if want_ids[-1] == tokenizer.eos_token_id else "length")
+
+
+def test_chat_uses_the_template_and_returns_top_logprobs(client, reference):
+    model, tokenizer = reference
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is Paris?"}]
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert rendered.endswith("<|im_start|>assistant\n") and "Be brief." in rendered
+    prompt_ids = tokenizer.encode(rendered, add_special_tokens=False)
+    want_ids, steps = greedy(model, prompt_ids, 10, tokenizer.eos_token_id)
+    out = client.chat.completions.create(model="tiny", messages=messages, max_tokens=10, temperature=0,
+                                         logprobs=True, top_logprobs=3)
+    assert out.choices[0].message.content == tokenizer.decode(want_ids, skip_special_tokens=True)
+    assert out.usage.prompt_tokens == len(prompt_ids)
+    entries = out.choices[0].logprobs.content
+    assert len(entries) == len(want_ids)
+    for entry, step in zip(entries, steps):
+        best = step.topk(3)
+        assert [t.logprob for t in entry.top_logprobs] == pytest.approx(best.values.tolist(), abs=2e-3)
+        assert entry.logprob == pytest.approx(float(best.values[0]), abs=2e-3)
+
+
+def test_streaming_equals_non_streaming_and_reports_usage(client):
+    kwargs = dict(model="tiny", messages=[{"role": "user", "content": "Count to ten"}], max_tokens=20, temperature=0)
+    whole = client.chat.completions.create(**kwargs)
+    chunks = list(client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == whole.choices[0].finish_reason
+
+
+async def test_async_client_streams_completions_concurrently(served):
+    client = openai.AsyncOpenAI(base_url=served.base_url, api_key=API_KEY, max_retries=0)
+
+    async def one(prompt: str) -> tuple[str, str]:
+        whole = await client.completions.create(model="tiny", prompt=prompt, max_tokens=16, temperature=0)
+        stream = await client.completions.create(model="tiny", prompt=prompt, max_tokens=16, temperature=0,
+                                                 stream=True)
+        return whole.choices[0].text, "".join([c.choices[0].text async for c in stream if c.choices])
+
+    for whole, streamed in await asyncio.gather(*(one(p) for p in PROMPTS)):
+        assert streamed == whole
+
+
+def test_same_seed_same_output_and_n_choices_differ(client):
+    kwargs = dict(model="tiny", prompt="Hello", max_tokens=12, temperature=1.0, n=3, seed=1234)
+    first = client.completions.create(**kwargs)
+    second = client.completions.create(**kwargs)
+    assert [c.text for c in first.choices] == [c.text for c in second.choices]
+    assert sorted(c.index for c in first.choices) == [0, 1, 2]
+    assert len({c.text for c in first.choices}) > 1
+
+
+def test_stop_string_across_a_token_boundary_is_cut_and_not_included(client):
+    base = client.completions.create(model="tiny", prompt="The capital of", max_tokens=16, temperature=0, logprobs=0,
+                                     extra_body={"ignore_eos": True})
+    tokens, text = base.choices[0].logprobs.tokens, base.choices[0].text
+    # a stop string made of the last character of one token and the first of the next
+    for i in range(2, len(tokens) - 1):
+        if tokens[i] and tokens[i + 1]:
+            stop = tokens[i][-1] + tokens[i + 1][0]
+            cut = text.find(stop)
+            if cut > 0 and cut == sum(len(t) for t in tokens[: i + 1]) - 1:
+                break
+    else:
+        pytest.skip("no usable token boundary in this output")
+    kwargs = dict(model="tiny", prompt="The capital of", max_tokens=16, temperature=0, stop=[stop],
+                  extra_body={"ignore_eos": True})
+    out = client.completions.create(**kwargs)
+    assert out.choices[0].text == text[:cut]
+    assert out.choices[0].finish_reason == "stop"
+    streamed = "".join(c.choices[0].text for c in client.completions.create(**kwargs, stream=True) if c.choices)
+    assert streamed == text[:cut]
+
+
+def test_echo_with_logprobs_scores_the_prompt(client, reference):
+    model, tokenizer = reference
+    prompt = "The capital of France is Paris."
+    out = client.completions.create(model="tiny", prompt=prompt, max_tokens=0, echo=True, logprobs=1)
+    choice = out.choices[0]
+    assert choice.text == prompt
+    want = prompt_logprobs(model, tokenizer.encode(prompt))
+    assert choice.logprobs.token_logprobs[0] is None
+    assert choice.logprobs.token_logprobs[1:] == pytest.approx(want, abs=2e-3)
+    assert out.usage.completion_tokens == 0
+
+
+def test_logit_bias_forces_a_token(client, reference):
+    _, tokenizer = reference
+    forced = tokenizer.encode(" Paris")[0]
+    out = client.completions.create(model="tiny", prompt="Hi", max_tokens=5, temperature=0.8, seed=3,
+                                    logit_bias={str(forced): 100}, logprobs=0)
+    assert out.choices[0].logprobs.tokens == [tokenizer.decode([forced])] * 5
+
+
+def test_penalties_change_greedy_output(client):
+    kwargs = dict(model="tiny", prompt="One, two, three", max_tokens=24, temperature=0, extra_body={"ignore_eos": True})
+    plain = client.completions.create(**kwargs).choices[0].text
+    penalised = client.completions.create(**kwargs, frequency_penalty=2.0, presence_penalty=2.0).choices[0].text
+    assert plain != penalised
+
+
+def _post(served, path: str, body, headers=None, **kwargs) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {API_KEY}", **(headers or {})}
+    content = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return httpx.post(served.root_url + path, content=content, headers={"content-type": "application/json", **headers},
+                      timeout=60, **kwargs)
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"model": "tiny", "prompt": "x", "max_tokens": -1}, "max_tokens"),
+    ({"model": "tiny", "prompt": "x", "temperature": "hot"}, "temperature"),
+    ({"model": "tiny", "prompt": "x", "n": 1000}, "n"),
+    ({"model": "tiny", "prompt": "x", "logit_bias": {"999999": 5}}, "logit_bias"),
+    ({"model": "tiny", "prompt": "x", "top_p": 0}, "top_p"),
+    ({"model": "tiny", "prompt": []}, "prompt"),
+    ({"model": "tiny", "prompt": 5}, "prompt"),
+    ({"model": "tiny", "messages": []}, "messages"),
+    ({"prompt": "x"}, "model"),
+])
+def test_invalid_parameters_are_400_with_openai_error_shape(served, body, param):
+    path = "/v1/chat/completions" if "messages" in body else "/v1/completions"
+    response = _post(served, path, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"]
+    assert error["param"] is None or error["param"].startswith(param)
+
+
+def test_malformed_json_is_400(served):
+    response = _post(served, "/v1/completions", '{"model": "tiny", "prompt": ')
+    assert response.status_code == 400
+    assert "JSON" in response.json()["error"]["message"]
+
+
+def test_prompt_over_the_context_is_400_naming_the_limit(served):
+    response = _post(served, "/v1/completions", {"model": "tiny", "prompt": "word " * 600, "max_tokens": 4})
+    assert response.status_code == 400
+    assert "maximum context length is 512 tokens" in response.json()["error"]["message"]
+
+
+def test_unknown_model_is_404(served):
+    response = _post(served, "/v1/completions", {"model": "nope", "prompt": "x"})
+    assert response.status_code == 404
+    assert response.json()["error"]["param"] == "model"
+
+
+def test_missing_or_wrong_api_key_is_401(served):
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}):
+        response = _post(served, "/v1/completions", {"model": "tiny", "prompt": "x"}, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"]["type"] == "authentication_error"
+
+
+def test_unknown_extra_fields_are_accepted(served):
+    response = _post(served, "/v1/completions", {"model": "tiny", "prompt": "x", "max_tokens": 2, "frobnicate": 1})
+    assert response.status_code == 200, response.text
+
+
+def test_full_queue_is_503(served):
+    too_many = MAX_NUM_SEQS + MAX_QUEUE + 1
+    response = _post(served, "/v1/completions", {"model": "tiny", "prompt": "x", "max_tokens": 2, "n": too_many})
+    assert response.status_code == 503
+    assert "queue" in response.json()["error"]["message"]
+
+
+def _gauge(served, name: str) -> float:
+    text = httpx.get(served.root_url + "/metrics").text
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_client_disconnect_mid_stream_frees_the_engine_slot(served):
+    body = {"model": "tiny", "prompt": "One", "max_tokens": 500, "stream": True, "ignore_eos": True}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    before = _gauge(served, "braid:generation_tokens_total")
+    with httpx.stream("POST", served.base_url + "/completions", json=body, headers=headers, timeout=60) as response:
+        next(line for line in response.iter_lines() if line.startswith("data:"))
+        running = _gauge(served, "braid:num_requests_running")
+    assert running >= 1
+    deadline = time.monotonic() + 15
+    while _gauge(served, "braid:num_requests_running") > 0:
+        assert time.monotonic() < deadline, "the aborted request still holds its slot"
+        time.sleep(0.1)
+    generated = _gauge(served, "braid:generation_tokens_total") - before
+    assert generated < 450, f"the request ran to the end ({generated} tokens) instead of being aborted"
+
+
+def test_metrics_report_latencies_and_token_counts(served, client):
+    client.completions.create(model="tiny", prompt="Hi", max_tokens=3, temperature=0, extra_body={"ignore_eos": True})
+    text = httpx.get(served.root_url + "/metrics").text
+    for name in ("braid:time_to_first_token_seconds_count", "braid:inter_token_latency_seconds_count",
+                 "braid:e2e_request_latency_seconds_count", "braid:prompt_tokens_total",
+                 "braid:generation_tokens_total", "braid:num_requests_waiting"):
+        assert name in text
+    assert _gauge(served, "braid:generation_tokens_total") >= 3
+
+
+def test_tokenize_and_detokenize_round_trip(served, reference):
+    _, tokenizer = reference
+    tokens = _post(served, "/tokenize", {"model": "tiny", "prompt": "Hello world!"}).json()
+    assert tokens["tokens"] == tokenizer.encode("Hello world!") and tokens["max_model_len"] == 512
+    text = _post(served, "/detokenize", {"model": "tiny", "tokens": tokens["tokens"]}).json()
+    assert text["prompt"] == "Hello world!"
