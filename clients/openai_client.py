@@ -59,7 +59,7 @@ class RetryPolicy:
 def normalize_base_url(url: str) -> str:
     """'http://host:8000' -> 'http://host:8000/v1'; a URL that already has a path is kept."""
     url = url.rstrip("/")
-    if not urlsplit(url).scheme:
+    if urlsplit(url).scheme not in ("http", "https"):
         raise ValueError(f"base URL needs a scheme (http:// or https://): {url!r}")
     return url + "/v1" if urlsplit(url).path in ("", "/") else url
 

@@ -25,6 +25,8 @@ def build_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await registry.start()
+        for served in registry.all():
+            metrics.add_model(served.config.id)
         log.info("serving %s", [m.config.id for m in registry.all()])
         try:
             yield

@@ -42,3 +42,8 @@ class Metrics:
         self.prompt_tokens = Counter("braid:prompt_tokens", "Prompt tokens processed.", labels, registry=self.registry)
         self.generation_tokens = Counter("braid:generation_tokens", "Tokens generated.", labels, registry=self.registry)
         self.registry.register(_EngineGauges(engine_stats))
+
+    def add_model(self, model: str) -> None:
+        """Create a model's series up front so they read 0 rather than being absent."""
+        for metric in (self.ttft, self.itl, self.e2e, self.prompt_tokens, self.generation_tokens):
+            metric.labels(model)

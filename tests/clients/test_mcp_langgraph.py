@@ -13,7 +13,7 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
-from conftest import http_server  # noqa: E402  (tests/tools/conftest.py)
+from mcp_harness import http_server  # noqa: E402
 
 from braid.clients.mcp_client import braid_server_command, connect_stdio  # noqa: E402
 from braid.clients.mcp_tools import http_connection, load_braid_tools, stdio_connection, tools_from_session  # noqa: E402

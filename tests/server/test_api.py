@@ -218,7 +218,8 @@ def test_client_disconnect_mid_stream_frees_the_engine_slot(served):
     headers = {"Authorization": f"Bearer {API_KEY}"}
     before = _gauge(served, "braid:generation_tokens_total")
     with httpx.stream("POST", served.base_url + "/completions", json=body, headers=headers, timeout=60) as response:
-        next(line for line in response.iter_lines() if line.startswith("data:"))
+        lines = response.iter_lines()  # keep a reference: a discarded iterator closes the response
+        assert next(lines).startswith("data:")
         running = _gauge(served, "braid:num_requests_running")
     assert running >= 1
     deadline = time.monotonic() + 15

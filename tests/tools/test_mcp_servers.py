@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import error_text, mcp_session
+from mcp_harness import error_text, mcp_session
 from fake_openai_server import FakeOpenAI, running_fake_openai
 
 from braid.clients.mcp_client import McpToolError, call_tool

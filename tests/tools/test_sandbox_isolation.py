@@ -117,11 +117,13 @@ async def test_busy_loop_hits_the_cpu_limit():
     assert result.error and "CPU" in result.error and not result.timed_out
 
 
-async def test_sleeping_code_hits_the_wall_clock_limit():
-    result = await run_python("import time; print('started', flush=True); time.sleep(60)",
-                              SandboxLimits(wall_seconds=1, cpu_seconds=5))
+async def test_sleeping_code_hits_the_wall_clock_limit_and_its_children_die():
+    marker = f"78.{uuid.uuid4().int % 10**6}"
+    code = f"import subprocess, time; subprocess.Popen(['sleep', '{marker}']); print('started', flush=True); time.sleep(60)"
+    result = await run_python(code, SandboxLimits(wall_seconds=1, cpu_seconds=5))
     assert result.timed_out and "wall-clock" in result.error and result.stdout == "started\n"
     assert result.duration_s < 5
+    assert _host_processes_with(marker) == []
 
 
 async def test_huge_allocation_fails_with_memory_error():
@@ -146,4 +148,16 @@ for attempt in (lambda: os.kill(1, 9), lambda: os.setuid(0)):
         outcomes.append(type(e).__name__)
 outcomes, os.getuid()"""
     result = await run_python(code, FAST)
-    assert result.value == "(['PermissionError', 'PermissionError'], 65534)"
+    assert result.value.startswith("(['PermissionError', 'PermissionError'], ")
+    assert int(result.value.split(", ")[-1].rstrip(")")) >= 1000  # an unprivileged uid
+
+
+async def test_weak_fallback_still_limits_and_blocks_sockets(monkeypatch):
+    from braid.tools import sandbox
+
+    monkeypatch.setattr(sandbox, "_isolation_cache", "process")
+    with pytest.raises(sandbox.SandboxUnavailable, match="allow_weak_isolation"):
+        await run_python("1", FAST)
+    result = await run_python("import socket\nsocket.socket()", FAST, allow_weak_isolation=True)
+    assert result.isolation == "process" and "network access is disabled" in result.error
+    assert (await run_python("x = bytearray(8 * 1024**3)", FAST, allow_weak_isolation=True)).error == "MemoryError"

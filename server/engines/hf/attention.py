@@ -49,6 +49,7 @@ class BatchMeta:
     token_slots: torch.Tensor  # [num_tokens] slot of each packed token
     token_positions: torch.Tensor  # [num_tokens] cache position of each packed token
     decode_lengths: torch.Tensor | None  # [num_seqs] cached lengths after this step, when all num_new == 1
+    decode_slot_range: tuple[int, int] | None = None  # decode slots are exactly range(a, b): slice, don't gather
 
     @property
     def is_decode(self) -> bool:
@@ -67,31 +68,34 @@ def slot_attention(module, query, key, value, attention_mask, scaling=None, drop
     k_cache[meta.token_slots, :, meta.token_positions] = key[0].transpose(0, 1).to(k_cache.dtype)
     v_cache[meta.token_slots, :, meta.token_positions] = value[0].transpose(0, 1).to(v_cache.dtype)
 
-    plain = [i for i, s in enumerate(meta.seqs) if s.score_modifier is None]
-    if meta.is_decode and len(plain) == len(meta.seqs):
-        out = _decode(query, k_cache, v_cache, meta, scaling)
-    else:
-        out = torch.empty_like(query[0].transpose(0, 1))  # [T, H, D]
-        offset = 0
-        for seq in meta.seqs:
-            q = query[:, :, offset:offset + seq.num_new]
-            out[offset:offset + seq.num_new] = _one_sequence(q, k_cache, v_cache, seq, scaling, module.layer_idx)[0].transpose(0, 1)
-            offset += seq.num_new
-        out = out.unsqueeze(0)
-    return out, None
+    if meta.is_decode and not any(s.score_modifier for s in meta.seqs):
+        return _decode(query, k_cache, v_cache, meta, scaling), None
+    out = torch.empty_like(query[0].transpose(0, 1))  # [T, H, D]
+    offset = 0
+    for seq in meta.seqs:
+        q = query[:, :, offset:offset + seq.num_new]
+        attended = _one_sequence(q, k_cache, v_cache, seq, scaling, module.layer_idx)  # [1, H, n, D]
+        out[offset:offset + seq.num_new] = attended[0].transpose(0, 1)
+        offset += seq.num_new
+    return out.unsqueeze(0), None
 
 
 def _decode(query, k_cache, v_cache, meta: BatchMeta, scaling: float) -> torch.Tensor:
     lengths = meta.decode_lengths
     max_len = max(s.end for s in meta.seqs)
-    slots = meta.token_slots
-    k = k_cache[slots, :, :max_len]  # [B, KVH, L, D]
-    v = v_cache[slots, :, :max_len]
-    q = query[0].transpose(0, 1).unsqueeze(2)  # [B, H, 1, D]
+    if meta.decode_slot_range is not None:
+        a, b = meta.decode_slot_range
+        k, v = k_cache[a:b, :, :max_len], v_cache[a:b, :, :max_len]
+    else:
+        k = k_cache.index_select(0, meta.token_slots)[:, :, :max_len]  # [B, KVH, L, D]
+        v = v_cache.index_select(0, meta.token_slots)[:, :, :max_len]
+    batch, heads, kv_heads = query.shape[2], query.shape[1], k.shape[1]
+    # One new token per sequence: the query heads sharing a KV head become rows of one query block.
+    q = query[0].transpose(0, 1).reshape(batch, kv_heads, heads // kv_heads, -1)
     mask = torch.arange(max_len, device=q.device)[None, :] < lengths[:, None]  # [B, L]
     out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask[:, None, None, :],
-                                         scale=scaling, enable_gqa=True)
-    return out.squeeze(2).unsqueeze(0)  # [1, B, H, D]
+                                         scale=scaling)
+    return out.reshape(1, batch, heads, -1)
 
 
 def _one_sequence(q, k_cache, v_cache, seq: SequenceMeta, scaling: float, layer_idx: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ from typing import AsyncIterator
 
 import torch
 
+from ...sampling import SamplingSpec
 from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats
 from . import attention
 from .kv_cache import SlotKVCache
@@ -106,13 +107,15 @@ class HFEngine(Engine):
         await asyncio.to_thread(self._thread.join)
         self._thread = None
         self.runner = None
+        for request_id in list(self._outboxes):
+            self._deliver(request_id, EngineError(f"engine {self.name!r} shut down"))
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
     def stats(self) -> EngineStats:
-        if self.scheduler is None:
-            return EngineStats(running=0, waiting=0)
-        return EngineStats(running=len(self.scheduler.running), waiting=len(self.scheduler.waiting))
+        running = len(self.scheduler.running) if self.scheduler is not None else 0
+        # Requests still in the inbox count as waiting: the serving layer's queue limit relies on it.
+        return EngineStats(running=running, waiting=max(0, len(self._outboxes) - running))
 
     async def generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
         self._validate(request)
@@ -136,38 +139,45 @@ class HFEngine(Engine):
             if not finished:
                 self._inbox.put(("abort", request.request_id))
 
-    def _validate(self, request: EngineRequest) -> None:
-        s, n = request.sampling, len(request.prompt_token_ids)
+    def validate(self, sampling: SamplingSpec) -> None:
         vocab = self.config.vocab_size
+        if sampling.extra:
+            raise EngineError(f"the transformers engine of model {self.name!r} does not support "
+                              f"{sorted(sampling.extra)} yet")
+        if sampling.max_tokens < 1:
+            raise EngineError("max_tokens must be at least 1")
+        for field_name in ("logprobs", "prompt_logprobs"):
+            k = getattr(sampling, field_name)
+            if k is not None and not 0 <= k <= vocab:
+                raise EngineError(f"{field_name} must be between 0 and {vocab}, got {k}")
+
+    def _validate(self, request: EngineRequest) -> None:
+        self.validate(request.sampling)
+        n, vocab = len(request.prompt_token_ids), self.config.vocab_size
         if request.request_id in self._outboxes:
             raise EngineError(f"request id {request.request_id!r} is already running")
         if n == 0:
             raise EngineError("the prompt is empty")
         if n >= self.max_model_len:
             raise EngineError(f"the prompt has {n} tokens; this model's context is {self.max_model_len}")
-        if s.max_tokens < 1:
-            raise EngineError("max_tokens must be at least 1")
         if any(t < 0 or t >= vocab for t in request.prompt_token_ids):
             raise EngineError(f"prompt token ids must be in [0, {vocab})")
-        for field_name in ("logprobs", "prompt_logprobs"):
-            k = getattr(s, field_name)
-            if k is not None and not 0 <= k <= vocab:
-                raise EngineError(f"{field_name} must be between 0 and {vocab}")
 
     def _loop(self) -> None:
         sched = self.scheduler
         while True:
             if not self._drain_inbox(block=not sched.has_work()):
                 return
-            batch = sched.schedule()
-            if batch is None:
-                continue
+            batch = None
             try:
+                batch = sched.schedule()
+                if batch is None:
+                    continue
                 outputs = run_step(self.runner, sched, batch, self.max_model_len)
             except Exception as exc:  # noqa: BLE001 - a failed step fails its requests, not the engine
                 log.exception("%s: engine step failed", self.name)
                 outputs = []
-                for seq in batch.seqs:
+                for seq in batch.seqs if batch is not None else []:
                     sched.finish(seq)
                     outputs.append((seq.request_id, EngineError(f"engine step failed: {exc}")))
             for request_id, item in outputs:

@@ -48,24 +48,28 @@ class ModelRunner:
             token_slots=torch.tensor(slots, dtype=torch.long, device=dev),
             token_positions=positions_t,
             decode_lengths=torch.tensor([m.end for m in metas], device=dev) if is_decode else None,
+            decode_slot_range=_consecutive(slots) if is_decode else None,
         )
-        ends = torch.tensor([m.num_new for m in metas]).cumsum(0)
-        last_idx = (ends - 1).to(dev)
-        keep_all = bool(want_prompt_logits)
+        ends = torch.tensor([m.num_new for m in metas]).cumsum(0).tolist()
+        # Logits only where needed: each sequence's last token, then the asked-for prompt positions.
+        keep = [e - 1 for e in ends]
+        prompt_rows = {}
+        for i in sorted(want_prompt_logits):
+            first = ends[i] - metas[i].num_new
+            prompt_rows[i] = (len(keep), seqs[i].num_prompt_tokens - 1)
+            keep.extend(range(first, first + seqs[i].num_prompt_tokens - 1))
         out = self.model(
             input_ids=torch.tensor([input_ids], dtype=torch.long, device=dev),
             position_ids=positions_t[None],
             use_cache=False,
-            logits_to_keep=0 if keep_all else last_idx,
+            logits_to_keep=torch.tensor(keep, dtype=torch.long, device=dev),
             braid_batch=meta,
         )
-        logits = out.logits[0]
         for seq in seqs:
             seq.num_cached_tokens = len(seq)
-        if not keep_all:
-            return StepLogits(logits, {})
-        prompt = {}
-        for i in want_prompt_logits:
-            seq_start = int(ends[i]) - metas[i].num_new
-            prompt[i] = logits[seq_start:seq_start + seqs[i].num_prompt_tokens - 1]
-        return StepLogits(logits[last_idx], prompt)
+        logits = out.logits[0]
+        prompt = {i: logits[row:row + n] for i, (row, n) in prompt_rows.items()}
+        return StepLogits(logits[:len(seqs)], prompt)
+
+def _consecutive(slots: list[int]) -> tuple[int, int] | None:
+    return (slots[0], slots[-1] + 1) if slots == list(range(slots[0], slots[-1] + 1)) else None

@@ -17,7 +17,7 @@ from ..base import TokenLogprob
 
 __all__ = [
     "SamplingRow", "apply_logit_bias", "apply_penalties", "apply_min_p", "apply_top_k_top_p",
-    "process_logits", "sample", "token_logprobs",
+    "process_logits", "sample", "sampling_logits", "token_logprobs",
 ]
 
 _SAMPLING_EPS = 1e-5
@@ -94,10 +94,10 @@ def process_logits(logits: torch.Tensor, rows: list[SamplingRow]) -> torch.Tenso
     return logits
 
 
-def sample(logits: torch.Tensor, rows: list[SamplingRow]) -> torch.Tensor:
-    """``logits`` [B, V] raw model logits -> token ids [B] (long)."""
+def sampling_logits(logits: torch.Tensor, rows: list[SamplingRow]) -> torch.Tensor:
+    """The final float32 logits [B, V] each row draws from: bias and penalties for all rows, then
+    temperature, min_p, top_k and top_p for the non-greedy ones (filtered tokens are ``-inf``)."""
     logits = process_logits(logits, rows)
-    tokens = logits.argmax(dim=-1)
     for i, row in enumerate(rows):
         if row.greedy:
             continue
@@ -106,9 +106,18 @@ def sample(logits: torch.Tensor, rows: list[SamplingRow]) -> torch.Tensor:
         if s.min_p > 0.0:
             apply_min_p(x, s.min_p)
         apply_top_k_top_p(x, s.top_k, s.top_p)
-        probs = x.softmax(dim=-1)
-        noise = torch.empty_like(probs).exponential_(generator=row.generator)
-        tokens[i] = probs.div_(noise).argmax()
+    return logits
+
+
+def sample(logits: torch.Tensor, rows: list[SamplingRow]) -> torch.Tensor:
+    """``logits`` [B, V] raw model logits -> token ids [B] (long)."""
+    logits = sampling_logits(logits, rows)
+    tokens = logits.argmax(dim=-1)
+    for i, row in enumerate(rows):
+        if not row.greedy:
+            probs = logits[i].softmax(dim=-1)
+            noise = torch.empty_like(probs).exponential_(generator=row.generator)
+            tokens[i] = probs.div_(noise).argmax()
     return tokens
 
 

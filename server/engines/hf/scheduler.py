@@ -85,7 +85,7 @@ class Scheduler:
             if scheduled and num_tokens + len(seq) > self.max_num_batched_tokens:
                 break
             slot = min(self._free_slots)
-            if not self._fits(extra_slot=slot, extra_len=len(seq)):
+            if not self._fits(extra_slot=slot, extra_len=len(seq) + 1, grow=1):  # room for the next decode
                 break
             self.waiting.popleft()
             self._free_slots.remove(slot)
@@ -100,7 +100,7 @@ class Scheduler:
             if len(self.running) == 1:
                 break  # a lone sequence always runs; the cache grows past the budget rather than deadlock
             self.preempt(self.running[-1])
-        return ScheduledBatch(list(self.running), is_prefill=False) if self.running else None
+        return ScheduledBatch(sorted(self.running, key=lambda s: s.slot), is_prefill=False) if self.running else None
 
     def _fits(self, extra_slot: int | None = None, extra_len: int = 0, grow: int = 0) -> bool:
         if self.max_cache_tokens is None:

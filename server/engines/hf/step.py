@@ -29,8 +29,7 @@ def run_step(runner: ModelRunner, scheduler: Scheduler, batch: ScheduledBatch,
         raw_logprobs = step.last.float().log_softmax(dim=-1)
 
     outputs = []
-    for i, seq in enumerate(seqs):
-        token = int(tokens[i])
+    for i, (seq, token) in enumerate(zip(seqs, tokens.tolist())):
         seq.token_ids.append(token)
         logprobs = None
         if seq.sampling.logprobs is not None:

@@ -1,0 +1,152 @@
+"""A token-level LM read as an exact LM over bytes.
+
+Definition (see README.md). Let P be the model's distribution over token sequences after a
+fixed context, and Q its canonicalized version: at each step, tokens that would make the
+sequence stop being a valid prefix of a canonical tokenization are masked and the rest
+renormalized; EOS is allowed only after a canonical sequence. Q puts all its mass on canonical
+sequences, and a text has exactly one canonical tokenization, so Q(text = x) = Q(encode(x), EOS).
+Then
+
+    P(text starts with b)   = sum over covers c of b of Q(c)
+    P(next byte = v | b)    = P(text starts with b+v) / P(text starts with b)
+    P(END | b)              = Q(encode(b), EOS) / P(text starts with b)
+
+which is exactly the byte marginal of Q. When the model already puts all its mass on canonical
+tokenizations (trained LMs nearly do), Q = P and the text distribution is unchanged.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .canonicality import CanonicalityChecker
+from .cover import Branch, advance_cover, split_cover
+from .language_model import LanguageModel
+from .next_byte import END, aggregate_next_byte, canonical_logprobs, logsumexp, warp_logprobs
+from .vocabulary import TokenVocabulary
+
+__all__ = ["ByteLM", "END"]
+
+
+class ByteLM:
+    def __init__(self, lm: LanguageModel, vocab: TokenVocabulary, checker: CanonicalityChecker,
+                 context_ids=(), min_token_prob: float = 0.0, max_branches: int | None = None):
+        """``context_ids``: fixed tokens before the text (BOS, a prompt), at least one token.
+
+        ``min_token_prob`` > 0 skips the canonicality check for tokens below that probability
+        (treated as masked) and ``max_branches`` caps the cover: both trade exactness for speed.
+        """
+        if not context_ids:
+            raise ValueError("context_ids needs at least one token (e.g. BOS)")
+        self.lm, self.vocab, self.checker = lm, vocab, checker
+        self.context_ids = tuple(context_ids)
+        self.min_token_prob = min_token_prob
+        self.max_branches = max_branches
+        self._tokens_by_first_byte = [np.flatnonzero(vocab.first_byte == b) for b in range(256)]
+        self._covers: dict[bytes, list[Branch]] = {b"": [Branch((), 0.0, b"")]}
+        self._token_logq: dict[tuple[int, ...], np.ndarray] = {}
+
+    # --- distributions ------------------------------------------------------------------
+    def cover(self, prefix: bytes) -> list[Branch]:
+        """Branches covering ``prefix`` (empty: the prefix has probability zero)."""
+        start = len(prefix)
+        while prefix[:start] not in self._covers:
+            start -= 1
+        for n in range(start, len(prefix)):
+            parent = self._covers[prefix[:n]]
+            self._ensure_token_logq(split_cover(parent, n)[1])
+            self._covers[prefix[: n + 1]] = advance_cover(
+                parent, n, prefix[n], self._token_logq, self.vocab.token_bytes,
+                self._tokens_by_first_byte, self.max_branches)
+        return self._covers[prefix]
+
+    def next_byte_logprobs(self, prefix: bytes = b"") -> np.ndarray:
+        """float64 [257] normalized log-probs of the next byte (index 256 = END)."""
+        cover = self.cover(prefix)
+        if not cover:
+            raise ValueError(f"the prefix {prefix!r} has probability zero")
+        inside, boundary = split_cover(cover, len(prefix))
+        self._ensure_token_logq(boundary)
+        token_logq = np.stack([self._token_logq[b.ids] for b in boundary]) if boundary else np.zeros((0, self.vocab.size))
+        return aggregate_next_byte(
+            np.array([b.text[len(prefix)] for b in inside], dtype=np.int64),
+            np.array([b.logq for b in inside]), np.array([b.logq for b in boundary]),
+            token_logq, self.vocab.first_byte, self.vocab.eos_ids)
+
+    def prefix_logprob(self, text: bytes) -> float:
+        """log P(text starts with ``text``), as the sum of the covers' masses."""
+        return logsumexp(np.array([b.logq for b in self.cover(text)]))
+
+    def logprob(self, text: bytes, prefix: bytes = b"") -> float:
+        """log P(the whole text is ``prefix + text`` | it starts with ``prefix``), byte by byte."""
+        total, full = 0.0, prefix + text
+        for n in range(len(prefix), len(full) + 1):
+            if not self.cover(full[:n]):
+                return -np.inf
+            symbol = full[n] if n < len(full) else END
+            total += float(self.next_byte_logprobs(full[:n])[symbol])
+        return total
+
+    # --- sampling -----------------------------------------------------------------------
+    def sample(self, prefix: bytes = b"", max_bytes: int = 64, seed: int | None = None,
+               temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+               rng: np.random.Generator | None = None) -> tuple[bytes, bool]:
+        """Sample a continuation of ``prefix`` byte by byte: (bytes, ended with END)."""
+        rng = rng or np.random.default_rng(seed)
+        out = b""
+        while len(out) < max_bytes:
+            logprobs = warp_logprobs(self.next_byte_logprobs(prefix + out), temperature, top_k, top_p)
+            symbol = int(rng.choice(257, p=np.exp(logprobs) / np.exp(logprobs).sum()))
+            if symbol == END:
+                return out, True
+            out += bytes([symbol])
+        return out, False
+
+    def continuation_choices(self, prefix: bytes) -> list[tuple[tuple[int, ...], bool, float]]:
+        """Token-level hand-off after a prompt ending mid-token.
+
+        Returns (ids, ended, log-prob) with ids the first token sequence that reaches past
+        ``prefix`` (or ends exactly there, ``ended``), log-probs conditional on the prefix and
+        summing to one. Sample one, then continue with ordinary token-level decoding from
+        ``context_ids + ids``.
+        """
+        cover = self.cover(prefix)
+        inside, boundary = split_cover(cover, len(prefix))
+        self._ensure_token_logq(boundary)
+        choices = [(b.ids, False, b.logq) for b in inside]
+        for b in boundary:
+            logq = self._token_logq[b.ids]
+            for t in np.flatnonzero(np.isfinite(logq)):
+                t = int(t)
+                ended = t in self.vocab.eos_ids
+                choices.append((b.ids if ended else b.ids + (t,), ended, b.logq + float(logq[t])))
+        total = logsumexp(np.array([c[2] for c in choices]))
+        return [(ids, ended, lp - total) for ids, ended, lp in choices]
+
+    # --- internals ----------------------------------------------------------------------
+    def token_logq(self, ids: tuple[int, ...]) -> np.ndarray:
+        """Canonicalized next-token log-probs after text tokens ``ids``."""
+        self._ensure_token_logq([Branch(tuple(ids), 0.0, b"")])
+        return self._token_logq[tuple(ids)]
+
+    def _ensure_token_logq(self, branches: list[Branch]) -> None:
+        missing = list(dict.fromkeys(b.ids for b in branches if b.ids not in self._token_logq))
+        if not missing:
+            return
+        logprobs = self.lm.next_token_logprobs([self.context_ids + ids for ids in missing]).numpy()
+        if logprobs.shape[1] != self.vocab.size:  # model rows padded, or tokenizer-only added tokens
+            fitted = np.full((len(missing), self.vocab.size), -np.inf)
+            n = min(self.vocab.size, logprobs.shape[1])
+            fitted[:, :n] = logprobs[:, :n]
+            logprobs = fitted
+        for ids, row in zip(missing, logprobs):
+            self._token_logq[ids] = canonical_logprobs(row, self._valid_next(ids, row))
+
+    def _valid_next(self, ids: tuple[int, ...], logprobs: np.ndarray) -> np.ndarray:
+        valid = np.zeros(self.vocab.size, dtype=bool)
+        candidates = np.flatnonzero(self.vocab.first_byte >= 0)
+        if self.min_token_prob > 0:
+            candidates = candidates[logprobs[candidates] >= np.log(self.min_token_prob)]
+        valid[candidates] = self.checker.valid_next_tokens(ids, candidates)
+        if self.checker.is_canonical(ids):
+            valid[list(self.vocab.eos_ids)] = True
+        return valid

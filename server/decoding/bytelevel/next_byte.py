@@ -1,0 +1,80 @@
+"""Pure float64 functions: canonical masking, next-byte aggregation, sampling warps.
+
+Index 256 of a next-byte vector is END (the text ends here).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["END", "canonical_logprobs", "aggregate_next_byte", "warp_logprobs", "logsumexp"]
+
+END = 256
+
+
+def logsumexp(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return -np.inf
+    top = values.max()
+    if not np.isfinite(top):
+        return float(top)
+    return float(top + np.log(np.exp(values - top).sum()))
+
+
+def canonical_logprobs(logprobs: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Mask tokens that would leave the canonical set and renormalize (all -inf if none is left)."""
+    masked = np.where(valid, np.asarray(logprobs, dtype=np.float64), -np.inf)
+    total = logsumexp(masked)
+    return masked - total if np.isfinite(total) else masked
+
+
+def aggregate_next_byte(inside_bytes: np.ndarray, inside_logq: np.ndarray, boundary_logq: np.ndarray,
+                        boundary_token_logq: np.ndarray, first_byte: np.ndarray,
+                        eos_ids) -> np.ndarray:
+    """Normalized log P(next byte | prefix) over 256 bytes + END.
+
+    ``inside_*``: branches whose text runs past the prefix (their next byte is fixed) and their
+    log-mass; ``boundary_logq[i]`` + ``boundary_token_logq[i]``: branches whose text ends exactly
+    at the prefix and their next-token log-probs; ``first_byte[t]`` (-1 for special tokens)
+    groups tokens by the byte they start with; ``eos_ids`` columns give END.
+    """
+    scores = [np.asarray(inside_logq, dtype=np.float64).ravel()]
+    joint = np.asarray(boundary_logq, dtype=np.float64)[:, None] + np.asarray(boundary_token_logq, dtype=np.float64)
+    scores.append(joint.ravel())
+    top = max((s.max() for s in scores if s.size), default=-np.inf)
+    if not np.isfinite(top):
+        raise ValueError("the prefix has probability zero")
+    mass = np.zeros(257, dtype=np.float64)
+    if len(inside_bytes):
+        np.add.at(mass, np.asarray(inside_bytes, dtype=np.int64), np.exp(np.asarray(inside_logq) - top))
+    if joint.size:
+        weights = np.exp(joint - top)
+        text = first_byte >= 0
+        mass[:256] += np.bincount(first_byte[text], weights=weights[:, text].sum(0), minlength=256)
+        mass[END] += weights[:, list(eos_ids)].sum()
+    with np.errstate(divide="ignore"):
+        logmass = np.log(mass)
+    return logmass - np.log(mass.sum())
+
+
+def warp_logprobs(logprobs: np.ndarray, temperature: float = 1.0, top_k: int = 0,
+                  top_p: float = 1.0) -> np.ndarray:
+    """Temperature, then top-k, then nucleus (top-p); returns normalized log-probs."""
+    if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
+        raise ValueError("need temperature >= 0, 0 < top_p <= 1, top_k >= 0")
+    logprobs = np.asarray(logprobs, dtype=np.float64)
+    if temperature == 0:
+        out = np.full_like(logprobs, -np.inf)
+        out[int(np.argmax(logprobs))] = 0.0
+        return out
+    scaled = logprobs / temperature
+    scaled = scaled - logsumexp(scaled)
+    order = np.argsort(-scaled, kind="stable")
+    keep = np.zeros_like(scaled, dtype=bool)
+    limit = top_k if top_k else len(scaled)
+    cumulative = np.cumsum(np.exp(scaled[order]))
+    n_nucleus = int(np.searchsorted(cumulative, top_p - 1e-12)) + 1
+    keep[order[: min(limit, n_nucleus)]] = True
+    keep &= np.isfinite(scaled)
+    out = np.where(keep, scaled, -np.inf)
+    return out - logsumexp(out)
