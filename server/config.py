@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _default_model(self) -> "Settings":
         if not self.models:
-            self.models = [ModelConfig(id=DEFAULT_MODEL, source=DEFAULT_MODEL)]
+            # float32: SmolLM2's de-quantized Q4 weights answer badly in bfloat16 (vLLM's CPU default).
+            self.models = [ModelConfig(id=DEFAULT_MODEL, source=DEFAULT_MODEL, dtype="float32")]
         return self
 
 

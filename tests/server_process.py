@@ -37,7 +37,7 @@ class ServerHandle:
 
 def start_server(settings: dict, workdir: Path, timeout: float = 240.0, env: dict | None = None) -> ServerHandle:
     port = free_port()
-    settings = {**settings, "port": port, "host": "127.0.0.1", "home": str(workdir / "home")}
+    settings = {"home": str(workdir / "home"), **settings, "port": port, "host": "127.0.0.1"}
     config = workdir / "braid.json"
     config.write_text(json.dumps(settings))
     log_path = workdir / "server.log"

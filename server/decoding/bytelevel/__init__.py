@@ -1,9 +1,10 @@
 """Exact byte-level (and character-level) decoding of token-level LMs. See README.md."""
 from .byte_lm import END, ByteLM
 from .canonicality import CanonicalityChecker
+from .char_lm import END_OF_TEXT, CharLM
 from .cover import Branch
 from .language_model import LanguageModel, TransformersLM
 from .vocabulary import TokenVocabulary
 
-__all__ = ["ByteLM", "Branch", "CanonicalityChecker", "END", "LanguageModel", "TokenVocabulary",
+__all__ = ["ByteLM", "Branch", "CanonicalityChecker", "CharLM", "END", "END_OF_TEXT", "LanguageModel", "TokenVocabulary",
            "TransformersLM"]
