@@ -4,9 +4,7 @@ import pytest
 
 from server_process import start_server, stop_server
 
-API_KEY = "test-key"
-MAX_NUM_SEQS = 4
-MAX_QUEUE = 6
+from served_settings import API_KEY, MAX_NUM_SEQS, MAX_QUEUE
 
 ENGINE_OPTIONS = {
     "vllm": {"enforce_eager": True, "kv_cache_memory_bytes": 256 << 20},

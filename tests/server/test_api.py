@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import API_KEY, MAX_NUM_SEQS, MAX_QUEUE
+from served_settings import API_KEY, MAX_NUM_SEQS, MAX_QUEUE
 from reference import greedy, prompt_logprobs
 
 PROMPTS = ["The capital of France", "def add(a, b):", "One, two, three", "Hello world! How"]
@@ -213,21 +213,32 @@ def _gauge(served, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
-def test_client_disconnect_mid_stream_frees_the_engine_slot(served):
-    body = {"model": "tiny", "prompt": "One", "max_tokens": 500, "stream": True, "ignore_eos": True}
-    headers = {"Authorization": f"Bearer {API_KEY}"}
+def _stream_then_leave(served, body: dict, headers: dict) -> tuple[float, float]:
+    """Open a stream, leave after the first chunk; return (running gauge seen, tokens generated)."""
     before = _gauge(served, "braid:generation_tokens_total")
     with httpx.stream("POST", served.base_url + "/completions", json=body, headers=headers, timeout=60) as response:
         lines = response.iter_lines()  # keep a reference: a discarded iterator closes the response
         assert next(lines).startswith("data:")
         running = _gauge(served, "braid:num_requests_running")
-    assert running >= 1
     deadline = time.monotonic() + 15
     while _gauge(served, "braid:num_requests_running") > 0:
         assert time.monotonic() < deadline, "the aborted request still holds its slot"
         time.sleep(0.1)
-    generated = _gauge(served, "braid:generation_tokens_total") - before
-    assert generated < 450, f"the request ran to the end ({generated} tokens) instead of being aborted"
+    return running, _gauge(served, "braid:generation_tokens_total") - before
+
+
+def test_client_disconnect_mid_stream_frees_the_engine_slot(served):
+    # n * max_tokens tokens take a while even for the tiny model; the client leaves after one chunk.
+    body = {"model": "tiny", "prompt": "One", "max_tokens": 500, "n": MAX_NUM_SEQS, "stream": True, "ignore_eos": True}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    total = 500 * MAX_NUM_SEQS
+    # On 2 cores vLLM's spinning CPU worker can starve the API process so long that the whole
+    # request finishes before its first chunk is sent; then this attempt proves nothing and is
+    # repeated. An implementation that does not abort runs to the end every time.
+    attempts = [_stream_then_leave(served, body, headers) for _ in range(3)]
+    aborted = [(running, generated) for running, generated in attempts if generated < 0.9 * total]
+    assert aborted, f"every request ran to the end instead of being aborted: {attempts}"
+    assert any(running >= 1 for running, _ in aborted), attempts
 
 
 def test_metrics_report_latencies_and_token_counts(served, client):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-ALPHABET = ["a", "b", " ", "\n", "é"]
+from bytelevel_alphabet import ALPHABET
 
 
 def byte_level_tokenizer():

@@ -8,7 +8,7 @@ import pytest
 
 from braid.server.decoding.bytelevel import END, CanonicalityChecker
 
-from conftest import ALPHABET
+from bytelevel_alphabet import ALPHABET
 
 BYTES = sorted({b for ch in ALPHABET for b in ch.encode()})
 

@@ -1,0 +1,167 @@
+"""Serving benchmark: Braid on vLLM vs vLLM's own OpenAI server vs Braid on transformers.
+
+Each server is started in turn on the same model and settings (one at a time: this machine
+is small), then the same streaming /v1/completions requests are sent at each concurrency
+level. Printed: output throughput, TTFT and inter-token latency percentiles, and the ratios
+of each Braid server to vLLM's server measured in the same run.
+
+    .venv/bin/python benchmarks/serve.py --help
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from server_process import free_port  # noqa: E402
+
+PROMPT = ("The history of the printing press begins in the fifteenth century, when Johannes Gutenberg "
+          "combined movable metal type, oil-based ink and a wooden screw press. Explain what changed for")
+
+
+@dataclass
+class Result:
+    ttft: list[float] = field(default_factory=list)
+    itl: list[float] = field(default_factory=list)
+    tokens: int = 0
+    wall: float = 0.0
+
+
+async def one_request(client: httpx.AsyncClient, url: str, model: str, max_tokens: int, result: Result) -> None:
+    body = {"model": model, "prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "ignore_eos": True, "stream_options": {"include_usage": True}}
+    start = time.perf_counter()
+    last = None
+    async with client.stream("POST", url, json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            now = time.perf_counter()
+            if chunk.get("choices") and chunk["choices"][0].get("text"):
+                if last is None:
+                    result.ttft.append(now - start)
+                else:
+                    result.itl.append(now - last)
+                last = now
+            if chunk.get("usage"):
+                result.tokens += chunk["usage"]["completion_tokens"]
+
+
+async def run_level(base: str, model: str, concurrency: int, requests: int, max_tokens: int) -> Result:
+    result = Result()
+    semaphore = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
+        async def guarded() -> None:
+            async with semaphore:
+                await one_request(client, f"{base}/v1/completions", model, max_tokens, result)
+
+        await one_request(client, f"{base}/v1/completions", model, 4, Result())  # warm-up
+        start = time.perf_counter()
+        await asyncio.gather(*(guarded() for _ in range(requests)))
+        result.wall = time.perf_counter() - start
+    return result
+
+
+def wait_healthy(base: str, process: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise RuntimeError("server did not start")
+
+
+def server_command(kind: str, model_path: str, port: int, args, workdir: Path) -> list[str]:
+    if kind == "vllm":
+        return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path,
+                "--served-model-name", "bench", "--port", str(port), "--host", "127.0.0.1", "--dtype", args.dtype,
+                "--max-num-seqs", str(args.max_num_seqs), "--kv-cache-memory-bytes", str(args.kv_cache_bytes),
+                "--disable-log-stats", "--uvicorn-log-level", "warning"]
+    engine = "vllm" if kind == "braid-vllm" else "transformers"
+    options = {"kv_cache_memory_bytes": args.kv_cache_bytes}
+    config = workdir / f"{kind}.json"
+    config.write_text(json.dumps({"host": "127.0.0.1", "port": port, "log_level": "warning", "max_queue": 1024,
+                                  "models": [{"id": "bench", "source": model_path, "engine": engine,
+                                              "dtype": args.dtype, "max_num_seqs": args.max_num_seqs,
+                                              "engine_options": options}]}))
+    return [sys.executable, "-m", "braid.clients.cli", "serve", "--config", str(config)]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000 if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="bundled name, folder or HF id")
+    parser.add_argument("--servers", default="vllm,braid-vllm,braid-transformers",
+                        help="comma list of: vllm, braid-vllm, braid-transformers")
+    parser.add_argument("--concurrency", default="1,8,32", help="comma list of concurrency levels")
+    parser.add_argument("--requests-per-level", type=int, default=0,
+                        help="requests per level (default: max(4, 2 x concurrency))")
+    parser.add_argument("--max-tokens", type=int, default=64, help="output tokens per request (ignore_eos)")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--max-num-seqs", type=int, default=32)
+    parser.add_argument("--kv-cache-bytes", type=int, default=1 << 30)
+    args = parser.parse_args()
+
+    from braid.server.config import Settings
+    from braid.server.weights import resolve_source
+
+    model_path = resolve_source(args.model, Settings().home)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    table: dict[tuple[str, int], Result] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in args.servers.split(","):
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            log = open(Path(tmp) / f"{kind}.log", "w")
+            process = subprocess.Popen(server_command(kind, model_path, port, args, Path(tmp)), stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True,
+                                       env={**os.environ, "VLLM_CACHE_ROOT": str(Path(tmp) / "vllm-cache")})
+            try:
+                wait_healthy(base, process)
+                for level in levels:
+                    requests = args.requests_per_level or max(4, 2 * level)
+                    table[kind, level] = asyncio.run(run_level(base, "bench", level, requests, args.max_tokens))
+                    r = table[kind, level]
+                    print(f"  {kind:<20} c={level:<3} {r.tokens / r.wall:8.1f} tok/s", file=sys.stderr, flush=True)
+            finally:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=60)
+
+    load = os.getloadavg()[0]
+    print(f"\n# serving benchmark, model={args.model} dtype={args.dtype}, {args.max_tokens} output tokens/request, "
+          f"{platform.machine()} {os.cpu_count()} cores, load avg {load:.1f}, {time.strftime('%Y-%m-%d')}\n")
+    print("| server | concurrency | output tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | "
+          "throughput / vLLM server |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (kind, level), r in table.items():
+        base = table.get(("vllm", level))
+        ratio = f"{(r.tokens / r.wall) / (base.tokens / base.wall):.3f}" if base else "n/a"
+        print(f"| {kind} | {level} | {r.tokens / r.wall:.1f} | {pct(r.ttft, 50):.0f} | {pct(r.ttft, 99):.0f} | "
+              f"{pct(r.itl, 50):.1f} | {pct(r.itl, 99):.1f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
