@@ -229,13 +229,15 @@ def _stream_then_leave(served, body: dict, headers: dict) -> tuple[float, float]
 
 def test_client_disconnect_mid_stream_frees_the_engine_slot(served):
     # n * max_tokens tokens take a while even for the tiny model; the client leaves after one chunk.
-    body = {"model": "tiny", "prompt": "One", "max_tokens": 500, "n": MAX_NUM_SEQS, "stream": True, "ignore_eos": True}
+    # The queue's whole capacity: the choices beyond the running ones wait, and must never run.
+    n = MAX_NUM_SEQS + MAX_QUEUE
+    body = {"model": "tiny", "prompt": "One", "max_tokens": 500, "n": n, "stream": True, "ignore_eos": True}
     headers = {"Authorization": f"Bearer {API_KEY}"}
-    total = 500 * MAX_NUM_SEQS
+    total = 500 * n
     # On 2 cores vLLM's spinning CPU worker can starve the API process so long that the whole
     # request finishes before its first chunk is sent; then this attempt proves nothing and is
     # repeated. An implementation that does not abort runs to the end every time.
-    attempts = [_stream_then_leave(served, body, headers) for _ in range(3)]
+    attempts = [_stream_then_leave(served, body, headers) for _ in range(4)]
     aborted = [(running, generated) for running, generated in attempts if generated < 0.9 * total]
     assert aborted, f"every request ran to the end instead of being aborted: {attempts}"
     assert any(running >= 1 for running, _ in aborted), attempts
