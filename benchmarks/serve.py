@@ -39,6 +39,12 @@ class Result:
     tokens: int = 0
     wall: float = 0.0
 
+    def add(self, other: "Result") -> None:
+        self.ttft += other.ttft
+        self.itl += other.itl
+        self.tokens += other.tokens
+        self.wall += other.wall
+
 
 async def one_request(client: httpx.AsyncClient, url: str, model: str, max_tokens: int, result: Result) -> None:
     body = {"model": model, "prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0, "stream": True,
@@ -123,16 +129,24 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--max-num-seqs", type=int, default=32)
     parser.add_argument("--kv-cache-bytes", type=int, default=1 << 30)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="passes over the servers, alternating their order (results are pooled)")
     args = parser.parse_args()
+    # A SIGTERM (e.g. a timeout) must still run the `finally` that stops the current server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from braid.server.config import Settings
     from braid.server.weights import resolve_source
 
     model_path = resolve_source(args.model, Settings().home)
     levels = [int(c) for c in args.concurrency.split(",")]
+    kinds = args.servers.split(",")
+    # Rounds alternate the server order (A B C, then C B A, ...) so that a drift in the machine's
+    # load during the run weighs on every server alike.
+    order = [k for r in range(args.rounds) for k in (kinds if r % 2 == 0 else kinds[::-1])]
     table: dict[tuple[str, int], Result] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in args.servers.split(","):
+        for kind in order:
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             log = open(Path(tmp) / f"{kind}.log", "w")
@@ -143,16 +157,17 @@ def main() -> None:
                 wait_healthy(base, process)
                 for level in levels:
                     requests = args.requests_per_level or max(4, 2 * level)
-                    table[kind, level] = asyncio.run(run_level(base, "bench", level, requests, args.max_tokens))
-                    r = table[kind, level]
+                    r = asyncio.run(run_level(base, "bench", level, requests, args.max_tokens))
                     print(f"  {kind:<20} c={level:<3} {r.tokens / r.wall:8.1f} tok/s", file=sys.stderr, flush=True)
+                    table.setdefault((kind, level), Result()).add(r)
             finally:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=60)
 
     load = os.getloadavg()[0]
     print(f"\n# serving benchmark, model={args.model} dtype={args.dtype}, {args.max_tokens} output tokens/request, "
-          f"{platform.machine()} {os.cpu_count()} cores, load avg {load:.1f}, {time.strftime('%Y-%m-%d')}\n")
+          f"{platform.machine()} {os.cpu_count()} cores, load avg {load:.1f}, {args.rounds} rounds pooled, "
+          f"{time.strftime('%Y-%m-%d')}\n")
     print("| server | concurrency | output tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | "
           "throughput / vLLM server |")
     print("|---|---|---|---|---|---|---|---|")

@@ -16,10 +16,15 @@ want="$(cat "$lock" pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c "import braid.server" 2>/dev/null; then
   exit 0
 fi
+# This machine's pip configuration names local package folders that may not exist; pip warns once
+# per package about them, which would bury real errors.
+pip_install() {
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "^WARNING: Location '" || true; }
+}
 echo "[setup] installing the ${flavour} dependency set into .venv (first run takes a few minutes)" >&2
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip wheel "setuptools==78.1.1"
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r "$lock"
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+pip_install --upgrade pip wheel "setuptools==78.1.1"
+pip_install --no-deps -r "$lock"
+pip_install --no-deps --no-build-isolation -e .
 # CUDA builds of these break imports on CPU torch (see ../shared/ENVIRONMENT.md).
 if [ "$flavour" = cpu ]; then
   .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
