@@ -27,6 +27,7 @@ def build_app(settings: Settings) -> FastAPI:
         await registry.start()
         for served in registry.all():
             metrics.add_model(served.config.id)
+            served.engine.cache_home = settings.home
         log.info("serving %s", [m.config.id for m in registry.all()])
         try:
             yield

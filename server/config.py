@@ -18,24 +18,115 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-__all__ = ["ModelConfig", "Settings", "load_settings", "DEFAULT_MODEL"]
+__all__ = ["ModelConfig", "ByteRef", "EnsembleMember", "Settings", "load_settings", "DEFAULT_MODEL", "BYTE_KINDS"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-EngineName = Literal["vllm", "transformers"]
+EngineName = Literal["vllm", "transformers", "bytelevel"]
+ModelKind = Literal["token", "bytelevel", "ensemble", "proxy"]
+BYTE_KINDS = ("bytelevel", "ensemble", "proxy")
+_RECIPE_FIELDS = {"bytelevel": ("source",), "ensemble": ("members", "mode"),
+                  "proxy": ("base", "expert", "anti_expert", "alpha")}
+_BYTE_OPTIONS = ("min_token_prob", "max_branches")
+
+
+class ByteRef(BaseModel):
+    """A part of a byte-level recipe: another served model (``model``: its id) or a ``source``."""
+
+    model_config = {"extra": "forbid"}
+
+    model: str | None = Field(None, description="Id of another entry in `models` (any kind).")
+    source: str | None = Field(None, description="Bundled model name, local folder, or Hugging Face id.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "ByteRef":
+        if (self.model is None) == (self.source is None):
+            raise ValueError("give exactly one of `model` (another entry's id) or `source` (a model to load)")
+        return self
+
+
+class EnsembleMember(ByteRef):
+    weight: float = Field(1.0, ge=0.0, allow_inf_nan=False, description="Mixture weight or product exponent.")
 
 
 class ModelConfig(BaseModel):
-    """One served model: its public id, where its weights come from, and which engine runs it."""
+    """One served model: its public id, where its weights come from, and which engine runs it.
+
+    ``kind`` ``token`` (default) serves ``source`` on ``engine``. The byte-level kinds run on
+    Braid's byte-level engine: ``bytelevel`` reads ``source`` as an exact LM over bytes;
+    ``ensemble`` combines ``members`` (``mode`` mix or product, with weights); ``proxy`` is
+    ``base + alpha * (expert - anti_expert)``. Members may have different tokenizers.
+    """
 
     model_config = {"extra": "forbid"}
 
     id: str = Field(description="Model id clients send in the `model` field.")
-    source: str = Field(description="Bundled model name, local folder, or Hugging Face id.")
-    engine: EngineName = Field("vllm", description="Engine that runs the model.")
+    kind: ModelKind = Field("token", description="token, bytelevel, ensemble or proxy.")
+    source: str | None = Field(None, description="Bundled model name, local folder, or Hugging Face id.")
+    engine: EngineName = Field("vllm", description="Engine that runs a token-level model (vllm or transformers).")
     max_model_len: int | None = Field(None, gt=0, description="Context length cap (default: the model's).")
-    dtype: str = Field("auto", description="Weights dtype: auto, float32, bfloat16, float16.")
+    dtype: str = Field("auto", description="Weights dtype: auto, float32, float64, bfloat16, float16.")
     max_num_seqs: int = Field(32, gt=0, description="Sequences the engine runs at once.")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="Passed to the engine as is.")
+    # --- byte-level kinds ---
+    members: list[EnsembleMember] | None = Field(None, description="ensemble: two or more members with weights.")
+    mode: Literal["mix", "product"] | None = Field(None, description="ensemble: mix (default) or product.")
+    base: ByteRef | None = Field(None, description="proxy: the model being steered.")
+    expert: ByteRef | None = Field(None, description="proxy: the expert.")
+    anti_expert: ByteRef | None = Field(None, description="proxy: the anti-expert.")
+    alpha: float | None = Field(None, allow_inf_nan=False, description="proxy: steering strength (default 1).")
+    min_token_prob: float = Field(0.0, ge=0.0, lt=1.0, description="Byte-level: skip the canonicality check of "
+                                  "tokens below this probability (0 = exact; 1e-5 is fast on real vocabularies).")
+    max_branches: int | None = Field(None, gt=0, description="Byte-level: cap on the cover size (default: exact).")
+
+    @model_validator(mode="after")
+    def _fields_fit_the_kind(self) -> "ModelConfig":
+        given = self.model_fields_set
+        allowed = set(_RECIPE_FIELDS.get(self.kind, ("source",)))
+        recipe_fields = {f for fields in _RECIPE_FIELDS.values() for f in fields} | {"source"}
+        for name in sorted(recipe_fields - allowed):
+            if name in given and getattr(self, name) is not None:
+                raise ValueError(f"{name}: not a field of kind {self.kind!r} (model {self.id!r}); "
+                                 f"kind {self.kind!r} takes {sorted(allowed)}")
+        if self.kind == "token":
+            for name in _BYTE_OPTIONS:
+                if getattr(self, name) != type(self).model_fields[name].default:
+                    raise ValueError(f"{name}: only byte-level kinds (bytelevel, ensemble, proxy) take it "
+                                     f"(model {self.id!r})")
+            if self.source is None:
+                raise ValueError(f"source: model {self.id!r} needs a source (bundled name, folder or HF id)")
+            if self.engine == "bytelevel":
+                raise ValueError(f"engine: use `kind: bytelevel` to serve model {self.id!r} at byte level")
+            return self
+        if "engine" in given and self.engine != "bytelevel":
+            raise ValueError(f"engine: model {self.id!r} is of kind {self.kind!r}, which runs on the byte-level "
+                             "engine; remove `engine`")
+        if self.engine_options:
+            raise ValueError(f"engine_options: the byte-level engine takes none (model {self.id!r})")
+        self.engine = "bytelevel"
+        if self.kind == "bytelevel" and self.source is None:
+            raise ValueError(f"source: model {self.id!r} (kind bytelevel) needs a source")
+        if self.kind == "ensemble":
+            self._check_ensemble()
+        if self.kind == "proxy":
+            missing = [n for n in ("base", "expert", "anti_expert") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"{missing[0]}: model {self.id!r} (kind proxy) needs base, expert and anti_expert")
+            self.alpha = 1.0 if self.alpha is None else self.alpha
+        return self
+
+    def _check_ensemble(self) -> None:
+        if not self.members or len(self.members) < 2:
+            raise ValueError(f"members: model {self.id!r} (kind ensemble) needs at least 2 members, "
+                             f"got {len(self.members or [])}")
+        if sum(m.weight for m in self.members) <= 0:
+            raise ValueError(f"members: model {self.id!r}: at least one member weight must be > 0")
+        self.mode = self.mode or "mix"
+
+    def references(self) -> list[tuple[str, ByteRef]]:
+        """(field path, part) of every part of a byte-level recipe."""
+        parts = [(f"members[{i}]", m) for i, m in enumerate(self.members or [])]
+        parts += [(n, getattr(self, n)) for n in ("base", "expert", "anti_expert") if getattr(self, n) is not None]
+        return parts
 
 
 class Settings(BaseSettings):
@@ -62,6 +153,7 @@ class Settings(BaseSettings):
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
             raise ValueError(f"model ids must be unique; repeated: {sorted(dup)}")
+        _check_references(models)
         return models
 
     @model_validator(mode="after")
@@ -70,6 +162,26 @@ class Settings(BaseSettings):
             # float32: SmolLM2's de-quantized Q4 weights answer badly in bfloat16 (vLLM's CPU default).
             self.models = [ModelConfig(id=DEFAULT_MODEL, source=DEFAULT_MODEL, dtype="float32")]
         return self
+
+
+def _check_references(models: list[ModelConfig]) -> None:
+    """Every ``model:`` reference names another entry, and no recipe refers back to itself."""
+    by_id = {m.id: m for m in models}
+    for i, config in enumerate(models):
+        for path, part in config.references():
+            if part.model is not None and part.model not in by_id:
+                raise ValueError(f"models[{i}].{path}.model: no model with id {part.model!r} in this config "
+                                 f"(ids: {sorted(by_id)})")
+
+    def visit(model_id: str, trail: tuple[str, ...]) -> None:
+        if model_id in trail:
+            raise ValueError(f"models: the recipes refer to each other in a cycle: {' -> '.join(trail + (model_id,))}")
+        for _, part in by_id[model_id].references():
+            if part.model is not None:
+                visit(part.model, trail + (model_id,))
+
+    for config in models:
+        visit(config.id, ())
 
 
 def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:

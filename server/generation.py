@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from .detokenizer import TextStream
-from .engines.base import Engine, EngineRequest, TokenLogprob
+from .engines.base import ChatConversation, Engine, EngineRequest, TokenLogprob
 from .metrics import Metrics
 from .sampling import SamplingSpec
 
@@ -44,9 +44,11 @@ class ChoiceResult:
 
 async def stream_choice(engine: Engine, model: str, index: int, request_id: str, prompt_ids: list[int],
                         spec: SamplingSpec, stop: list[str], metrics: Metrics,
-                        arrival: float) -> AsyncIterator[ChoiceEvent]:
-    text = TextStream(engine.tokenizer, stop=stop, prefix_ids=prompt_ids)
-    request = EngineRequest(request_id, prompt_ids, spec)
+                        arrival: float, chat: ChatConversation | None = None,
+                        initial_text: str = "") -> AsyncIterator[ChoiceEvent]:
+    """``initial_text``: completion text decided before the engine runs (the prompt-boundary hand-off)."""
+    text = TextStream(engine.tokenizer, stop=stop, prefix_ids=prompt_ids, text=initial_text)
+    request = EngineRequest(request_id, prompt_ids, spec, chat)
     last = None
     generated = 0
     finish = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .config import ModelConfig, Settings
+from .config import BYTE_KINDS, ModelConfig, Settings
 from .engines.base import Engine, EngineStats
 from .errors import not_found
 from .weights import resolve_source
@@ -21,7 +21,13 @@ class ServedModel:
     path: str
 
 
-def build_engine(config: ModelConfig, path: str) -> Engine:
+def build_engine(config: ModelConfig, path: str, recipe=None) -> Engine:
+    """The engine for one entry; byte-level kinds take the ``recipe`` built by `build_recipe`."""
+    if config.kind in BYTE_KINDS:
+        from .engines.bytelevel import ByteLevelEngine
+
+        return ByteLevelEngine(config.id, recipe, max_model_len=config.max_model_len,
+                               max_num_seqs=config.max_num_seqs)
     common = dict(max_model_len=config.max_model_len, dtype=config.dtype, max_num_seqs=config.max_num_seqs,
                   **config.engine_options)
     if config.engine == "vllm":
@@ -39,9 +45,17 @@ class ModelRegistry:
         self._models: dict[str, ServedModel] = {}
 
     async def start(self) -> None:
+        by_id = {config.id: config for config in self._settings.models}
         for config in self._settings.models:
-            path = resolve_source(config.source, self._settings.home)
-            engine = build_engine(config, path)
+            if config.kind in BYTE_KINDS:
+                from .engines.bytelevel import build_recipe, describe
+
+                recipe = build_recipe(config, by_id, lambda source: resolve_source(source, self._settings.home))
+                path = recipe.path if config.kind == "bytelevel" else describe(recipe)
+                engine = build_engine(config, path, recipe)
+            else:
+                path = resolve_source(config.source, self._settings.home)
+                engine = build_engine(config, path)
             log.info("loading model %s from %s on the %s engine", config.id, path, config.engine)
             await engine.start()
             self._models[config.id] = ServedModel(config, engine, path)

@@ -12,12 +12,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .protocol_methods import DEFAULT_DISTURBANCE, ContrastiveParams, SteerParams
+
 __all__ = [
     "ErrorInfo", "ErrorResponse", "StreamOptions", "UsageInfo",
     "CompletionRequest", "CompletionLogprobs", "CompletionChoice", "CompletionResponse",
     "ChatMessage", "ChatCompletionRequest", "ChatTokenLogprob", "ChatTopLogprob", "ChatLogprobs",
     "ChatChoice", "ChatCompletionResponse", "DeltaMessage", "ChatChunkChoice", "ChatCompletionChunk",
     "ModelCard", "ModelList", "TokenizeRequest", "TokenizeResponse", "DetokenizeRequest", "DetokenizeResponse",
+    "ContrastiveParams", "SteerParams", "DEFAULT_DISTURBANCE",
 ]
 
 
@@ -71,8 +74,8 @@ class _SamplingFields(BaseModel):
     repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
     ignore_eos: bool = False
     stop_token_ids: list[int] | None = None
-    contrastive: dict[str, Any] | None = Field(None, description="Contrastive decoding (ICD/VCD/ASCD).")
-    steer: dict[str, Any] | None = Field(None, description="Attention steering toward prompt spans.")
+    contrastive: ContrastiveParams | None = Field(None, description="Contrastive decoding (ICD, ASCD, VCD).")
+    steer: SteerParams | None = Field(None, description="Attention steering toward prompt spans.")
 
     @field_validator("logit_bias")
     @classmethod
@@ -101,6 +104,11 @@ class CompletionRequest(_SamplingFields):
     logprobs: int | None = Field(None, ge=0, le=20)
     max_tokens: int | None = Field(16, ge=0)
     suffix: str | None = None
+
+    # --- Braid extension (send with extra_body) ---
+    prompt_boundary: Literal["tokens", "exact"] = Field(
+        "tokens", description="exact: condition exactly on the prompt text even where it ends mid-token "
+                              "(token-level models; byte-level models always do).")
 
     @field_validator("prompt")
     @classmethod

@@ -5,53 +5,34 @@ import time
 import uuid
 from typing import AsyncIterator
 
+from .chat_template import conversation, render_chat
+from .engines.base import ChatConversation
 from .errors import bad_request
 from .generation import ChoiceEvent, ChoiceResult, collect, merge, stream_choice
 from .protocol import (ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionRequest,
-                       ChatCompletionResponse, ChatLogprobs, ChatMessage, ChatTokenLogprob, ChatTopLogprob,
+                       ChatCompletionResponse, ChatLogprobs, ChatTokenLogprob, ChatTopLogprob,
                        DeltaMessage, UsageInfo, random_id)
 from .serving_common import ServingBase, build_spec, check_context, token_text
+from .serving_methods import ChatPrompt, branch_prompt_tokens, method_extras
 from .sse import sse_events
 
 __all__ = ["ChatServing", "render_chat"]
 
 
-def _text_content(message: ChatMessage, index: int) -> str | None:
-    if message.content is None or isinstance(message.content, str):
-        return message.content
-    texts = []
-    for part in message.content:
-        kind = part.get("type")
-        if kind == "text":
-            texts.append(str(part.get("text", "")))
-        elif kind in ("image_url", "input_image", "image"):
-            raise bad_request("this model does not accept image inputs", f"messages[{index}].content")
-        else:
-            raise bad_request(f"unsupported content part type {kind!r}", f"messages[{index}].content")
-    return "".join(texts)
-
-
-def render_chat(tokenizer, messages: list[ChatMessage], add_generation_prompt: bool = True,
-                template_kwargs: dict | None = None) -> list[int]:
-    if not getattr(tokenizer, "chat_template", None):
-        raise bad_request("this model has no chat template; use /v1/completions", "messages")
-    conversation = [{"role": "system" if m.role == "developer" else m.role, "content": _text_content(m, i) or ""}
-                    for i, m in enumerate(messages)]
-    try:
-        text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                             **(template_kwargs or {}))
-    except Exception as exc:  # template errors are the caller's (e.g. roles out of order)
-        raise bad_request(f"the chat template rejected these messages: {exc}", "messages") from exc
-    return tokenizer.encode(text, add_special_tokens=False)
+def _token_bytes(tokenizer, token_id: int, text: str) -> list[int]:
+    """The token's own bytes where the tokenizer knows them (byte-level models), else its text's."""
+    own = getattr(tokenizer, "token_bytes", None)
+    return list(own(token_id)) if own is not None else list(text.encode())
 
 
 def _chat_logprobs(tokenizer, logprobs, token_ids: list[int]) -> ChatLogprobs:
     content = []
     for token_id, entry in zip(token_ids, logprobs):
         text = token_text(tokenizer, token_id)
-        top = [ChatTopLogprob(token=(t := token_text(tokenizer, tid)), logprob=lp, bytes=list(t.encode()))
-               for tid, lp in entry.top]
-        content.append(ChatTokenLogprob(token=text, logprob=entry.logprob, bytes=list(text.encode()), top_logprobs=top))
+        top = [ChatTopLogprob(token=(t := token_text(tokenizer, tid)), logprob=lp,
+                              bytes=_token_bytes(tokenizer, tid, t)) for tid, lp in entry.top]
+        content.append(ChatTokenLogprob(token=text, logprob=entry.logprob, bytes=_token_bytes(tokenizer, token_id, text),
+                                        top_logprobs=top))
     return ChatLogprobs(content=content)
 
 
@@ -59,22 +40,28 @@ class ChatServing(ServingBase):
     async def create(self, request: ChatCompletionRequest) -> ChatCompletionResponse | AsyncIterator[str]:
         served = self.admit(request, request.n)
         engine = served.engine
-        prompt_ids = render_chat(engine.tokenizer, request.messages, request.add_generation_prompt,
-                                 request.chat_template_kwargs)
+        prompt = ChatPrompt(engine.tokenizer, conversation(request.messages), request.add_generation_prompt,
+                            request.chat_template_kwargs)
+        prompt_ids = prompt.token_ids
         if request.top_logprobs is not None and not request.logprobs:
             raise bad_request("top_logprobs requires logprobs=true", "top_logprobs")
-        max_tokens = check_context(engine, len(prompt_ids), request.max_completion_tokens or request.max_tokens)
+        extra = method_extras(request, engine, prompt)
+        negative_tokens = branch_prompt_tokens(extra)
+        max_tokens = check_context(engine, max(len(prompt_ids), negative_tokens),
+                                   request.max_completion_tokens or request.max_tokens)
         logprobs = (request.top_logprobs or 0) if request.logprobs else None
         arrival, base_id = time.monotonic(), uuid.uuid4().hex
+        chat = ChatConversation(tuple(conversation(request.messages)), request.add_generation_prompt,
+                                request.chat_template_kwargs)
         streams = [stream_choice(engine, request.model, i, f"{base_id}-{i}", prompt_ids,
-                                 build_spec(request, engine, max_tokens, i, logprobs, None),
-                                 request.stop, self.metrics, arrival)
+                                 build_spec(request, engine, max_tokens, i, logprobs, None, extra),
+                                 request.stop, self.metrics, arrival, chat=chat)
                    for i in range(request.n)]
         events = merge(streams)
         if request.stream:
-            return sse_events(self._chunks(request, events, len(prompt_ids)))
+            return sse_events(self._chunks(request, events, len(prompt_ids) + negative_tokens))
         results = await collect(events, request.n)
-        return self._response(request, results, len(prompt_ids))
+        return self._response(request, results, len(prompt_ids) + negative_tokens)
 
     def _response(self, request, results: list[ChoiceResult], prompt_tokens: int) -> ChatCompletionResponse:
         tokenizer = self.registry.get(request.model).engine.tokenizer

@@ -16,8 +16,6 @@ __all__ = ["ServingBase", "check_context", "build_spec"]
 
 log = logging.getLogger(__name__)
 
-_EXTENSION_BLOCKS = ("contrastive", "steer")
-
 
 def check_context(engine: Engine, prompt_len: int, max_tokens: int | None) -> int:
     """Return the effective max_tokens, or raise a 400 when the request cannot fit."""
@@ -35,7 +33,8 @@ def check_context(engine: Engine, prompt_len: int, max_tokens: int | None) -> in
 
 
 def build_spec(request: _SamplingFields, engine: Engine, max_tokens: int, choice: int,
-               logprobs: int | None, prompt_logprobs: int | None) -> SamplingSpec:
+               logprobs: int | None, prompt_logprobs: int | None, extra: dict | None = None) -> SamplingSpec:
+    """One choice's ``SamplingSpec``; ``extra`` comes from ``serving_methods.method_extras``."""
     tokenizer = engine.tokenizer
     stop_ids = list(request.stop_token_ids or [])
     if not request.ignore_eos and tokenizer.eos_token_id is not None:
@@ -45,14 +44,6 @@ def build_spec(request: _SamplingFields, engine: Engine, max_tokens: int, choice
     bad = [t for t in list(bias) + stop_ids if not 0 <= t < vocab]
     if bad:
         raise bad_request(f"token ids {bad} are outside the vocabulary (size {vocab})", "logit_bias")
-    extra = {name: getattr(request, name) for name in _EXTENSION_BLOCKS if getattr(request, name) is not None}
-    missing = sorted(set(extra) - {cap.split(".")[0] for cap in engine.capabilities})
-    if missing:
-        raise bad_request(
-            f"model {request.model!r} runs on an engine that cannot do {missing}; "
-            "serve it with engine 'transformers' to use these decoding methods",
-            missing[0],
-        )
     seed = None if request.seed is None else request.seed + choice
     spec = SamplingSpec(
         max_tokens=max_tokens,
@@ -68,7 +59,7 @@ def build_spec(request: _SamplingFields, engine: Engine, max_tokens: int, choice
         logprobs=logprobs,
         prompt_logprobs=prompt_logprobs,
         stop_token_ids=tuple(stop_ids),
-        extra=extra,
+        extra=extra or {},
     )
     try:
         engine.validate(spec)

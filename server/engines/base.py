@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from pathlib import Path
 from typing import AsyncIterator, Literal
 
 from ..sampling import SamplingSpec
 
-__all__ = ["Engine", "EngineRequest", "EngineOutput", "TokenLogprob", "EngineStats", "EngineError"]
+__all__ = ["ChatConversation", "Engine", "EngineRequest", "EngineOutput", "TokenLogprob", "EngineStats", "EngineError"]
 
 FinishReason = Literal["stop", "length", "abort"]
 
@@ -21,10 +22,21 @@ class EngineError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class ChatConversation:
+    """The conversation behind a chat request's prompt, for engines that render it themselves
+    (a byte-level ensemble renders it with each member's own template)."""
+
+    messages: tuple[dict[str, str], ...]  # {"role", "content"}
+    add_generation_prompt: bool = True
+    template_kwargs: dict | None = None
+
+
+@dataclass(frozen=True)
 class EngineRequest:
     request_id: str
     prompt_token_ids: list[int]
     sampling: SamplingSpec
+    chat: ChatConversation | None = None  # set for /v1/chat/completions; most engines need only the token ids
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,8 @@ class Engine(abc.ABC):
     name: str
     tokenizer: "object"  # a transformers PreTrainedTokenizerBase
     max_model_len: int
-    capabilities: frozenset[str] = frozenset()  # decoding methods beyond plain sampling
+    capabilities: frozenset[str] = frozenset()  # decoding methods beyond plain sampling: "steer", "contrastive.icd", ...
+    cache_home: Path | None = None  # Braid's cache root (BRAID_HOME), set by the app; per-model caches go below
 
     async def start(self) -> None:
         """Load weights and start background loops. Called once before serving."""

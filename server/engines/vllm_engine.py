@@ -4,16 +4,26 @@ vLLM runs the model in its own engine-core process; this adapter only converts B
 ``SamplingSpec`` into ``SamplingParams`` and vLLM's delta outputs into ``EngineOutput``.
 Detokenization and stop strings stay in Braid's serving layer (``detokenize=False``), so the
 two engines share one text path.
+
+Contrastive ICD runs as a pair of vLLM requests tied together by ``ContrastivePairProcessor``
+(``vllm_contrastive``), admitted into one engine step (``vllm_admission``). Only the positive
+branch reaches the client, and only tokens the negative branch produced identically: anything
+else means the pair split, and the request fails with ``ContrastivePairSplit``.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any, AsyncIterator
 
+from ..sampling import SamplingSpec
 from .base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, TokenLogprob
+from .vllm_admission import SequenceSlots, TogetherAdmitter
+from .vllm_contrastive import ContrastivePairProcessor
+from .vllm_pairs import ContrastivePairSplit, branch_overrides, finish_reason, verified_positive_stream
 
-__all__ = ["VLLMEngine"]
+__all__ = ["VLLMEngine", "ContrastivePairSplit"]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +50,7 @@ def _to_logprobs(entries: list[dict[int, Any]] | None, chosen: list[int]) -> lis
 
 
 class VLLMEngine(Engine):
-    capabilities = frozenset()
+    capabilities = frozenset({"contrastive", "contrastive.icd"})
 
     def __init__(self, name: str, model_path: str, *, max_model_len: int | None = None, dtype: str = "auto",
                  max_num_seqs: int = 32, **engine_options: Any) -> None:
@@ -52,6 +62,8 @@ class VLLMEngine(Engine):
         self._engine_options = engine_options
         self._engine = None
         self._in_flight: dict[str, bool] = {}  # request id -> has produced output (running)
+        self._slots = SequenceSlots(max_num_seqs)
+        self._admitter: TogetherAdmitter | None = None
         self.tokenizer = None
         self.max_model_len = max_model_len or 0
 
@@ -59,6 +71,7 @@ class VLLMEngine(Engine):
         os.environ.setdefault("VLLM_CACHE_ROOT", os.path.join(os.path.expanduser("~"), ".cache", "braid", "vllm"))
         from transformers import AutoTokenizer
         from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
         options = dict(self._engine_options)
@@ -74,9 +87,19 @@ class VLLMEngine(Engine):
             **options,
         )
         log.info("starting vLLM engine for %s (%s)", self.name, self._model_path)
-        self._engine = AsyncLLM.from_engine_args(args)
+        config = args.create_engine_config(UsageContext.ENGINE_CONTEXT)
+        # The pair processor is a V1-interface processor: vLLM's V2 model runner (the GPU default
+        # where Triton is installed) rejects it, and speculative decoding rejects any.
+        if config.speculative_config is not None or config.use_v2_model_runner:
+            log.warning("%s: no contrastive decoding on this vLLM engine (it needs the V1 model runner, "
+                        "VLLM_USE_V2_MODEL_RUNNER=0, and no speculative decoding)", self.name)
+            self.capabilities = frozenset()
+        else:
+            config.model_config.logits_processors = [ContrastivePairProcessor]
+        self._engine = AsyncLLM.from_vllm_config(config, disable_log_stats=True)
         self.max_model_len = self._engine.model_config.max_model_len
         self.tokenizer = AutoTokenizer.from_pretrained(self._model_path)
+        self._admitter = TogetherAdmitter(self._engine, self._engine.add_request, self._abort)
 
     async def shutdown(self) -> None:
         if self._engine is not None:
@@ -87,23 +110,46 @@ class VLLMEngine(Engine):
         running = sum(self._in_flight.values())
         return EngineStats(running=running, waiting=len(self._in_flight) - running)
 
-    def validate(self, spec) -> None:
-        if spec.extra:
+    def validate(self, spec: SamplingSpec) -> None:
+        supported = {"contrastive"} if self.capabilities else set()
+        unknown = sorted(set(spec.extra) - supported)
+        if unknown:
             raise EngineError(
-                f"the vllm engine of model {self.name!r} does not support {sorted(spec.extra)}; "
+                f"the vllm engine of model {self.name!r} does not support {unknown}; "
                 "serve the model with engine 'transformers' for these decoding methods"
             )
         for name, value in (("logprobs", spec.logprobs), ("prompt_logprobs", spec.prompt_logprobs)):
             if value is not None and value > MAX_LOGPROBS:
                 raise EngineError(f"{name} must be at most {MAX_LOGPROBS}, got {value}")
+        if "contrastive" in spec.extra:
+            self._validate_contrastive(spec, spec.extra["contrastive"])
 
-    def _sampling_params(self, request: EngineRequest):
+    def _validate_contrastive(self, spec: SamplingSpec, contrastive: dict[str, Any]) -> None:
+        where = f"the vllm engine of model {self.name!r}"
+        if contrastive["method"] != "icd":
+            raise EngineError(f"{where} runs contrastive method 'icd' only, not {contrastive['method']!r}; "
+                              "serve the model with engine 'transformers' for it")
+        if spec.logprobs is not None or spec.prompt_logprobs is not None:
+            raise EngineError(f"{where} cannot return logprobs of the contrastive distribution (vLLM reports "
+                              "the raw model's); drop logprobs, or serve the model with engine 'transformers'")
+        if self._max_num_seqs < 2:
+            raise EngineError(f"contrastive decoding runs two sequences per request; model {self.name!r} "
+                              "is served with max_num_seqs 1 (set it to 2 or more)")
+        ids = contrastive["negative_prompt_ids"]
+        vocab = len(self.tokenizer) if self.tokenizer is not None else None
+        if not ids or (vocab is not None and any(not 0 <= t < vocab for t in ids)):
+            raise EngineError(f"the negative prompt must be non-empty token ids in [0, {vocab})")
+        if self.max_model_len and len(ids) + spec.max_tokens > self.max_model_len:
+            raise EngineError(
+                f"This model's maximum context length is {self.max_model_len} tokens. However, the negative "
+                f"prompt of the contrastive request needs {len(ids) + spec.max_tokens} tokens ({len(ids)} in "
+                f"the negative prompt, {spec.max_tokens} for the completion). Shorten it or reduce max_tokens.")
+
+    def _sampling_params(self, spec: SamplingSpec, **overrides: Any):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        spec = request.sampling
-        self.validate(spec)
-        return SamplingParams(
+        fields = dict(
             n=1,
             max_tokens=spec.max_tokens,
             temperature=spec.temperature,
@@ -123,33 +169,67 @@ class VLLMEngine(Engine):
             skip_special_tokens=False,
             output_kind=RequestOutputKind.DELTA,
         )
+        return SamplingParams(**{**fields, **overrides})
+
+    async def _abort(self, collectors: list[Any]) -> None:
+        if self._engine is not None:
+            await self._engine.abort([q.request_id for q in collectors], internal=True)
 
     async def generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
-        from vllm.inputs.engine import tokens_input
-
         if self._engine is None:
             raise RuntimeError("engine not started")
-        params = self._sampling_params(request)
+        self.validate(request.sampling)
+        slots = 2 if "contrastive" in request.sampling.extra else 1
         self._in_flight[request.request_id] = False
         try:
-            first = True
-            async for out in self._engine.generate(tokens_input(request.prompt_token_ids), params,
-                                                   request.request_id):
-                self._in_flight[request.request_id] = True
+            await self._slots.acquire(slots)
+            try:
+                outputs = self._generate_pair(request) if slots == 2 else self._generate_one(request)
+                async with contextlib.aclosing(outputs):
+                    async for out in outputs:
+                        self._in_flight[request.request_id] = True
+                        yield out
+            finally:
+                self._slots.release(slots)
+        finally:
+            self._in_flight.pop(request.request_id, None)
+
+    async def _generate_one(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        from vllm.inputs.engine import tokens_input
+
+        params = self._sampling_params(request.sampling)
+        first = True
+        stream = self._engine.generate(tokens_input(request.prompt_token_ids), params, request.request_id)
+        async with contextlib.aclosing(stream):
+            async for out in stream:
                 completion = out.outputs[0]
                 token_ids = list(completion.token_ids)
                 prompt_logprobs = None
                 if first and request.sampling.prompt_logprobs is not None and out.prompt_logprobs:
                     prompt_logprobs = [None] + _to_logprobs(out.prompt_logprobs[1:], request.prompt_token_ids[1:])
                 first = False
-                finish = completion.finish_reason
                 yield EngineOutput(
                     token_ids=token_ids,
                     num_prompt_tokens=len(request.prompt_token_ids),
                     logprobs=_to_logprobs(completion.logprobs, token_ids) if params.logprobs is not None else None,
                     prompt_logprobs=prompt_logprobs,
-                    finish_reason=("stop" if finish == "stop" else "length" if finish == "length"
-                                   else "abort" if finish is not None else None),
+                    finish_reason=finish_reason(completion.finish_reason),
                 )
+
+    async def _generate_pair(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        from vllm.inputs.engine import tokens_input
+
+        positive, negative = (self._sampling_params(request.sampling, **o) for o in branch_overrides(request))
+        negative_ids = request.sampling.extra["contrastive"]["negative_prompt_ids"]
+        queues = await self._admitter.admit([
+            (f"{request.request_id}+", tokens_input(request.prompt_token_ids), positive),
+            (f"{request.request_id}-", tokens_input(list(negative_ids)), negative),
+        ])
+        try:
+            async with contextlib.aclosing(verified_positive_stream(request, *queues)) as outputs:
+                async for out in outputs:
+                    yield out
         finally:
-            self._in_flight.pop(request.request_id, None)
+            await self._abort(queues)
+            for q in queues:
+                q.close()

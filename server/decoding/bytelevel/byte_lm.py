@@ -21,7 +21,7 @@ import numpy as np
 from .canonicality import CanonicalityChecker
 from .cover import Branch, advance_cover, split_cover
 from .language_model import LanguageModel
-from .next_byte import END, aggregate_next_byte, canonical_logprobs, logsumexp, warp_logprobs
+from .next_byte import END, aggregate_next_byte, canonical_logprobs, logsumexp, sample_bytes
 from .vocabulary import TokenVocabulary
 
 __all__ = ["ByteLM", "END"]
@@ -91,15 +91,8 @@ class ByteLM:
                temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                rng: np.random.Generator | None = None) -> tuple[bytes, bool]:
         """Sample a continuation of ``prefix`` byte by byte: (bytes, ended with END)."""
-        rng = rng or np.random.default_rng(seed)
-        out = b""
-        while len(out) < max_bytes:
-            logprobs = warp_logprobs(self.next_byte_logprobs(prefix + out), temperature, top_k, top_p)
-            symbol = int(rng.choice(257, p=np.exp(logprobs) / np.exp(logprobs).sum()))
-            if symbol == END:
-                return out, True
-            out += bytes([symbol])
-        return out, False
+        return sample_bytes(self.next_byte_logprobs, prefix, max_bytes, rng or np.random.default_rng(seed),
+                            temperature, top_p, top_k)
 
     def continuation_choices(self, prefix: bytes) -> list[tuple[tuple[int, ...], bool, float]]:
         """Token-level hand-off after a prompt ending mid-token.

@@ -28,33 +28,19 @@ from functools import lru_cache
 
 import numpy as np
 
+from .utf8 import generic_completion, split_incomplete_char
 from .vocabulary import SPACE_MARKER, TokenVocabulary, backend_tokenizer, bytes_to_unicode
+from .witnesses import accept_by_encoding
 
 __all__ = ["CanonicalityChecker", "DEFAULT_PROBES", "split_incomplete_char"]
 
 DEFAULT_PROBES = ("", " ", "\n", "\t", "a", "A", "s", "0", ".", "'", "-", "é", "中", "😀")
 MAX_COMPLETIONS = 16
-
-
-def split_incomplete_char(data: bytes) -> tuple[bytes, bytes] | None:
-    """(complete UTF-8 part, trailing incomplete character) or None if ``data`` is not UTF-8."""
-    for cut in range(len(data), max(len(data) - 4, -1), -1):
-        head, tail = data[:cut], data[cut:]
-        try:
-            head.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        if not tail or _could_start_char(tail):
-            return head, tail
-    return None
-
-
-def _could_start_char(tail: bytes) -> bool:
-    try:
-        tail.decode("utf-8")
-        return False  # complete, so it would have been part of head
-    except UnicodeDecodeError as err:
-        return err.reason == "unexpected end of data"
+# Extensions of an unfinished character tried per validity question. Without a bound the search
+# is exponential in the missing bytes (tens of continuation tokens per byte) when no completion
+# is a witness, e.g. after a token whose boundary no character could follow; past the bound the
+# token counts as invalid.
+MAX_EXTENSION_CHECKS = 64
 
 
 class CanonicalityChecker:
@@ -84,16 +70,34 @@ class CanonicalityChecker:
 
     def is_valid_prefix(self, ids) -> bool:
         """Can ``ids`` be continued into the canonical encoding of some text?"""
-        ids = tuple(ids)
+        self._extension_budget, self._budget_hit = MAX_EXTENSION_CHECKS, False
+        return self._is_valid(tuple(ids))
+
+    def _is_valid(self, ids: tuple[int, ...]) -> bool:
         cached = self._valid_cache.get(ids)
         if cached is None:
             cached = self._valid_uncached(ids)
-            self._valid_cache[ids] = cached
+            if not self._budget_hit:  # an answer cut short by the budget is not cached
+                self._valid_cache[ids] = cached
         return cached
+
+    @property
+    def cached_results(self) -> int:
+        return len(self._valid_cache)
+
+    def clear_cache(self) -> None:
+        """Forget cached validity results (a long-running server bounds its memory with this)."""
+        self._valid_cache = {(): True}
+        self._piece_ids.cache_clear()
 
     def valid_next_tokens(self, ids, candidates) -> np.ndarray:
         """Boolean mask over ``candidates``: is ``ids + (t,)`` a valid prefix?"""
         ids = tuple(ids)
+        unknown = [int(t) for t in candidates if ids + (int(t),) not in self._valid_cache]
+        if len(unknown) > 1 and not self.left_context and all(self.vocab.token_bytes[i] is not None for i in ids):
+            for t in accept_by_encoding(self._backend, self.vocab.token_bytes, ids, unknown, self.probes,
+                                        self._completions_for):
+                self._valid_cache[ids + (t,)] = True
         return np.array([self.vocab.token_bytes[t] is not None and self.is_valid_prefix(ids + (int(t),))
                          for t in candidates], dtype=bool)
 
@@ -108,11 +112,24 @@ class CanonicalityChecker:
         head, tail = split
         if not tail:
             return self._matches(ids, text, [""], self.probes)
+        if not self.left_context:  # a real witness for an extension proves ids valid (cheap, batched)
+            extensions = accept_by_encoding(self._backend, self.vocab.token_bytes, ids, self._continuation_tokens,
+                                            self.probes[:2], self._completions_for)
+            self._valid_cache.update({ids + (t,): True for t in extensions})
+            if extensions:
+                return True
         if self._matches(ids, text, self._completions_for(tail), self.probes):
             return True  # a witness: finish the character, then end the segment
         # Otherwise the next token must carry on the unfinished character (the canonical
         # continuation's next token does): ids is valid iff some such extension is.
-        return any(self.is_valid_prefix(ids + (int(t),)) for t in self._continuation_tokens)
+        for t in self._continuation_tokens:
+            if self._extension_budget <= 0:
+                self._budget_hit = True
+                return False
+            self._extension_budget -= 1
+            if self._is_valid(ids + (int(t),)):
+                return True
+        return False
 
     def _matches(self, ids, text: bytes, completions, probes) -> bool:
         left = len(self.left_context)
@@ -124,16 +141,24 @@ class CanonicalityChecker:
             # an unfinished last character is finished inside its segment, where BPE may merge it
             rest = completion.encode("utf-8")[len(tail):] if tail else b""
             for probe in probes:
-                bounds = self._boundaries(head.decode("utf-8") + completion + probe, len(head), left)
-                if bounds is None or (completion, bounds) in seen:
+                found = self._boundaries(head.decode("utf-8") + completion + probe, len(head), left)
+                if found is None or (completion, found) in seen:
                     continue
-                seen.add((completion, bounds))
+                seen.add((completion, found))
+                bounds, added_spans = found
                 if not set(bounds) <= token_ends:
                     continue
                 cuts = (left,) + bounds + (len(text),)
+                added_at = {a: (e, token) for a, e, token in added_spans}
                 pieces = []
                 for a, b in zip(cuts, cuts[1:]):
-                    piece = self._piece_ids(text[a:b] + (rest if b == len(text) else b""))
+                    if a == b:
+                        continue
+                    if a in added_at:  # an added token is one piece; one that runs past the text is no witness
+                        end, token = added_at[a]
+                        piece = (token,) if end == b + (len(rest) if b == len(text) else 0) else None
+                    else:
+                        piece = self._piece_ids(text[a:b] + (rest if b == len(text) else b""))
                     if piece is None:
                         break
                     pieces.extend(piece)
@@ -142,24 +167,32 @@ class CanonicalityChecker:
                         return True
         return False
 
-    def _boundaries(self, full: str, limit: int, left: int) -> tuple[int, ...] | None:
-        """Segment starts (byte offsets) in ``(left, limit]``; None if ``left`` is not one."""
-        if self._normalizer is not None:
-            normalized = self._normalizer.normalize_str(full)
-            if len(normalized) != len(full):
-                raise NotImplementedError("normalizers that change the text length are not supported")
-            full_for_split = normalized
-        else:
-            full_for_split = full
-        if self._pre_tokenizer is None:
-            starts = [0]
-        else:
-            starts = [start for _, (start, _) in self._pre_tokenizer.pre_tokenize_str(full_for_split)]
-        byte_at = np.cumsum([0] + [len(c.encode("utf-8")) for c in full])
-        byte_starts = {int(byte_at[s]) for s in starts}
+    def _boundaries(self, full: str, limit: int, left: int):
+        """(segment starts in ``(left, limit]``, added-token spans ``(start, end, id)``), byte offsets;
+        None if ``left`` is not a segment start."""
+        byte_at = _byte_offsets(full)
+        starts, added, pos = set(), [], 0
+        for a, e, token in self.vocab.added.spans(full) + [(len(full), len(full), None)]:
+            if a > pos:  # the tokenizer normalizes and pre-tokenizes each piece between added tokens
+                starts.update(pos + s for s in self._pre_token_starts(full[pos:a]))
+            if token is not None:
+                starts.add(a)
+                added.append((int(byte_at[a]), int(byte_at[e]), token))
+            pos = e
+        byte_starts = byte_at[sorted(starts)].tolist()
         if left and left not in byte_starts and left < byte_at[-1]:
             return None
-        return tuple(sorted(b for b in byte_starts if left < b <= limit))
+        return tuple(b for b in byte_starts if left < b <= limit), tuple(added)
+
+    def _pre_token_starts(self, piece: str) -> list[int]:
+        if self._normalizer is not None:
+            normalized = self._normalizer.normalize_str(piece)
+            if len(normalized) != len(piece):
+                raise NotImplementedError("normalizers that change the text length are not supported")
+            piece = normalized
+        if self._pre_tokenizer is None:
+            return [0]
+        return [start for _, (start, _) in self._pre_tokenizer.pre_tokenize_str(piece)]
 
     def _piece_ids_uncached(self, segment: bytes) -> tuple[int, ...] | None:
         model = self._backend.model
@@ -199,21 +232,16 @@ class CanonicalityChecker:
     def _completions_for(self, tail: bytes) -> list[str]:
         """Characters (representable by the vocabulary) whose UTF-8 starts with ``tail``."""
         chars = self._completions.get(tail, [])[:MAX_COMPLETIONS]
-        generic = _generic_completion(tail)
+        generic = generic_completion(tail)
         if generic is not None and generic not in chars and self._representable(generic):
             chars = chars + [generic]
         return chars
 
 
-def _generic_completion(tail: bytes) -> str | None:
-    for filler in range(0x80, 0xC0):
-        for fill_rest in (0x80, 0xBF):
-            candidate = tail + bytes([filler])
-            for _ in range(3):
-                try:
-                    return candidate.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    if err.reason != "unexpected end of data":
-                        break
-                    candidate += bytes([fill_rest])
-    return None
+def _byte_offsets(text: str) -> np.ndarray:
+    """int64 [len(text) + 1]: the UTF-8 byte offset of each character position."""
+    if text.isascii():
+        return np.arange(len(text) + 1)
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    sizes = 1 + (points >= 0x80) + (points >= 0x800) + (points >= 0x10000)
+    return np.concatenate(([0], np.cumsum(sizes)))

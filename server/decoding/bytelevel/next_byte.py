@@ -4,9 +4,11 @@ Index 256 of a next-byte vector is END (the text ends here).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-__all__ = ["END", "canonical_logprobs", "aggregate_next_byte", "warp_logprobs", "logsumexp"]
+__all__ = ["END", "canonical_logprobs", "aggregate_next_byte", "warp_logprobs", "logsumexp", "sample_bytes"]
 
 END = 256
 
@@ -78,3 +80,18 @@ def warp_logprobs(logprobs: np.ndarray, temperature: float = 1.0, top_k: int = 0
     keep &= np.isfinite(scaled)
     out = np.where(keep, scaled, -np.inf)
     return out - logsumexp(out)
+
+
+def sample_bytes(next_byte_logprobs: Callable[[bytes], np.ndarray], prefix: bytes, max_bytes: int,
+                 rng: np.random.Generator, temperature: float = 1.0, top_p: float = 1.0,
+                 top_k: int = 0) -> tuple[bytes, bool]:
+    """Sample a continuation of ``prefix`` byte by byte from any next-byte distribution:
+    (bytes, ended with END)."""
+    out = b""
+    while len(out) < max_bytes:
+        logprobs = warp_logprobs(next_byte_logprobs(prefix + out), temperature, top_k, top_p)
+        symbol = int(rng.choice(257, p=np.exp(logprobs) / np.exp(logprobs).sum()))
+        if symbol == END:
+            return out, True
+        out += bytes([symbol])
+    return out, False

@@ -7,8 +7,9 @@ Two families are understood:
 * SentencePiece-style BPE (Llama 2, Gemma): ``▁`` stands for a space and ``<0xNN>`` tokens
   are byte fallback for characters missing from the vocabulary.
 
-Special and added tokens contribute no bytes (``None``): they never cover text. The EOS
-token(s) end the text and are handled apart.
+Special tokens contribute no bytes (``None``): they never cover text. Non-special added tokens
+(Gemma's "\n" runs, "\t" runs, HTML tags) are text, matched in the raw text before BPE (see
+`added_tokens.py`). The EOS token(s) end the text and are handled apart.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+
+from .added_tokens import AddedTokens
 
 __all__ = ["TokenVocabulary", "bytes_to_unicode", "backend_tokenizer"]
 
@@ -51,11 +54,12 @@ def _mentions(component, type_name: str) -> bool:
 
 @dataclass
 class TokenVocabulary:
-    """Token id -> bytes (``None`` for special/added tokens), plus the EOS ids."""
+    """Token id -> bytes (``None`` for special tokens), plus the EOS ids."""
 
     token_bytes: list[bytes | None]
     eos_ids: tuple[int, ...]
     kind: str  # "byte_level" or "sentencepiece"
+    added: AddedTokens = field(default_factory=lambda: AddedTokens({}))  # non-special, cut out before BPE
     first_byte: np.ndarray = field(init=False, repr=False)  # int64 [V], -1 where no bytes
 
     def __post_init__(self):
@@ -88,7 +92,9 @@ class TokenVocabulary:
             raise NotImplementedError(f"only BPE models are supported, got {spec['model']['type']}")
         byte_level = _mentions(spec.get("pre_tokenizer"), "ByteLevel") or _mentions(spec.get("decoder"), "ByteLevel")
         kind = "byte_level" if byte_level else "sentencepiece"
+        added_tokens = AddedTokens.from_spec(spec.get("added_tokens", []))
         added = {t["id"] for t in spec.get("added_tokens", [])}
+        added_text = {i: text for text, i in added_tokens.ids.items()}
         if eos_ids is None:
             eos_token = getattr(tokenizer, "eos_token_id", None)
             if eos_token is None:
@@ -99,7 +105,9 @@ class TokenVocabulary:
         token_bytes: list[bytes | None] = []
         for i in range(size):
             text = backend.id_to_token(i)
-            if text is None or i in added:
+            if i in added_text:
+                token_bytes.append(added_text[i].encode("utf-8"))
+            elif text is None or i in added:
                 token_bytes.append(None)
             elif kind == "byte_level":
                 token_bytes.append(bytes(byte_of[c] for c in text) if all(c in byte_of for c in text) else None)
@@ -107,4 +115,4 @@ class TokenVocabulary:
                 token_bytes.append(bytes([int(m.group(1), 16)]))
             else:
                 token_bytes.append(text.replace(SPACE_MARKER, " ").encode("utf-8"))
-        return cls(token_bytes, tuple(int(e) for e in eos_ids), kind)
+        return cls(token_bytes, tuple(int(e) for e in eos_ids), kind, added_tokens)

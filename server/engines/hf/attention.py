@@ -7,9 +7,10 @@ as ``braid_batch=...``. RoPE has already been applied to ``query``/``key`` by th
 
 Extension point: a :class:`SequenceMeta` may carry a ``score_modifier``, a function of
 ``(layer_idx, scores)`` that returns new pre-softmax scores for that sequence (``scores`` is
-``[num_heads, num_new, num_keys]``, scaled, masked with ``-inf``). Sequences with a modifier take
-the explicit (non-SDPA) path; attention steering plugs in here. Sequences that must step together
-(a contrastive pair) are simply two entries of one batch.
+``[num_heads, num_new, num_keys]``, float32, scaled, masked with ``-inf``). Only sequences with a
+modifier take the explicit (non-SDPA) path; in a decode step the others still share one batched
+SDPA call. Attention steering plugs in here. Sequences that must step together (a contrastive
+pair) are simply two entries of one batch.
 """
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ class BatchMeta:
     token_positions: torch.Tensor  # [num_tokens] cache position of each packed token
     decode_lengths: torch.Tensor | None  # [num_seqs] cached lengths after this step, when all num_new == 1
     decode_slot_range: tuple[int, int] | None = None  # decode slots are exactly range(a, b): slice, don't gather
+    plain_rows: torch.Tensor | None = None  # decode with modifiers: rows (= sequences) without one
+
 
     @property
     def is_decode(self) -> bool:
@@ -68,27 +71,37 @@ def slot_attention(module, query, key, value, attention_mask, scaling=None, drop
     k_cache[meta.token_slots, :, meta.token_positions] = key[0].transpose(0, 1).to(k_cache.dtype)
     v_cache[meta.token_slots, :, meta.token_positions] = value[0].transpose(0, 1).to(v_cache.dtype)
 
-    if meta.is_decode and not any(s.score_modifier for s in meta.seqs):
-        return _decode(query, k_cache, v_cache, meta, scaling), None
+    steered = any(s.score_modifier for s in meta.seqs)
+    if meta.is_decode and not steered:
+        max_len = max(s.end for s in meta.seqs)
+        return _decode(query, k_cache, v_cache, meta.token_slots, meta.decode_lengths, max_len,
+                       meta.decode_slot_range, scaling), None
     out = torch.empty_like(query[0].transpose(0, 1))  # [T, H, D]
+    batched = meta.is_decode and meta.plain_rows is not None and meta.plain_rows.numel() > 0
+    if batched:
+        rows = meta.plain_rows
+        max_len = max(s.end for s in meta.seqs if s.score_modifier is None)
+        out[rows] = _decode(query[:, :, rows], k_cache, v_cache, meta.token_slots[rows], meta.decode_lengths[rows],
+                            max_len, None, scaling)[0]
     offset = 0
     for seq in meta.seqs:
-        q = query[:, :, offset:offset + seq.num_new]
-        attended = _one_sequence(q, k_cache, v_cache, seq, scaling, module.layer_idx)  # [1, H, n, D]
-        out[offset:offset + seq.num_new] = attended[0].transpose(0, 1)
+        if not (batched and seq.score_modifier is None):
+            q = query[:, :, offset:offset + seq.num_new]
+            attended = _one_sequence(q, k_cache, v_cache, seq, scaling, module.layer_idx)  # [1, H, n, D]
+            out[offset:offset + seq.num_new] = attended[0].transpose(0, 1)
         offset += seq.num_new
     return out.unsqueeze(0), None
 
 
-def _decode(query, k_cache, v_cache, meta: BatchMeta, scaling: float) -> torch.Tensor:
-    lengths = meta.decode_lengths
-    max_len = max(s.end for s in meta.seqs)
-    if meta.decode_slot_range is not None:
-        a, b = meta.decode_slot_range
+def _decode(query, k_cache, v_cache, slots: torch.Tensor, lengths: torch.Tensor, max_len: int,
+            slot_range: tuple[int, int] | None, scaling: float) -> torch.Tensor:
+    """One new token per sequence: ``query`` [1, H, B, D] -> [1, B, H, D]."""
+    if slot_range is not None:
+        a, b = slot_range
         k, v = k_cache[a:b, :, :max_len], v_cache[a:b, :, :max_len]
     else:
-        k = k_cache.index_select(0, meta.token_slots)[:, :, :max_len]  # [B, KVH, L, D]
-        v = v_cache.index_select(0, meta.token_slots)[:, :, :max_len]
+        k = k_cache.index_select(0, slots)[:, :, :max_len]  # [B, KVH, L, D]
+        v = v_cache.index_select(0, slots)[:, :, :max_len]
     batch, heads, kv_heads = query.shape[2], query.shape[1], k.shape[1]
     # One new token per sequence: the query heads sharing a KV head become rows of one query block.
     q = query[0].transpose(0, 1).reshape(batch, kv_heads, heads // kv_heads, -1)

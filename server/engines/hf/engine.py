@@ -3,6 +3,10 @@
 A worker thread runs schedule -> model forward -> sample -> deliver, so the event loop stays
 responsive during forward passes. Requests and aborts reach it through a thread-safe inbox;
 outputs come back through each request's asyncio queue.
+
+Decoding methods (``capabilities``): contrastive ICD and ASCD (a request becomes a pair of
+sequences scheduled as one unit) and span steering (per-sequence attention score modifiers);
+see ``methods.py``. ``"auto"`` steering heads are profiled once per model (``head_profile.py``).
 """
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ import torch
 from ...sampling import SamplingSpec
 from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats
 from . import attention
+from .head_profile import HeadProfile
 from .kv_cache import SlotKVCache
+from .methods import attach_methods, validate_methods, validate_positions
 from .model_runner import ModelRunner
 from .scheduler import Scheduler, Sequence
 from .step import run_step
@@ -32,7 +38,7 @@ _KNOWN_OPTIONS = {"kv_cache_memory_bytes", "max_num_batched_tokens"}
 
 
 class HFEngine(Engine):
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset({"contrastive.icd", "contrastive.ascd", "steer"})
 
     def __init__(self, name: str, model_path: str, *, max_model_len: int | None = None, dtype: str = "auto",
                  max_num_seqs: int = 32, device: str | None = None, **engine_options):
@@ -58,6 +64,9 @@ class HFEngine(Engine):
         self._thread: threading.Thread | None = None
         self.scheduler: Scheduler | None = None
         self.runner: ModelRunner | None = None
+        text_config = self.config.get_text_config()
+        self.num_layers, self.num_heads = text_config.num_hidden_layers, text_config.num_attention_heads
+        self._head_profile: HeadProfile | None = None
 
     async def start(self) -> None:
         if self._thread is not None:
@@ -141,9 +150,8 @@ class HFEngine(Engine):
 
     def validate(self, sampling: SamplingSpec) -> None:
         vocab = self.config.vocab_size
-        if sampling.extra:
-            raise EngineError(f"the transformers engine of model {self.name!r} does not support "
-                              f"{sorted(sampling.extra)} yet")
+        validate_methods(sampling.extra, self.name, self.capabilities, self.max_num_seqs, vocab, self.max_model_len,
+                         self.num_layers, self.num_heads)
         if sampling.max_tokens < 1:
             raise EngineError("max_tokens must be at least 1")
         for field_name in ("logprobs", "prompt_logprobs"):
@@ -162,6 +170,7 @@ class HFEngine(Engine):
             raise EngineError(f"the prompt has {n} tokens; this model's context is {self.max_model_len}")
         if any(t < 0 or t >= vocab for t in request.prompt_token_ids):
             raise EngineError(f"prompt token ids must be in [0, {vocab})")
+        validate_positions(request.sampling.extra, n)
 
     def _loop(self) -> None:
         sched = self.scheduler
@@ -177,7 +186,7 @@ class HFEngine(Engine):
             except Exception as exc:  # noqa: BLE001 - a failed step fails its requests, not the engine
                 log.exception("%s: engine step failed", self.name)
                 outputs = []
-                for seq in batch.seqs if batch is not None else []:
+                for seq in (batch.units or batch.seqs) if batch is not None else []:
                     sched.finish(seq)
                     outputs.append((seq.request_id, EngineError(f"engine step failed: {exc}")))
             for request_id, item in outputs:
@@ -194,17 +203,33 @@ class HFEngine(Engine):
             if kind == "stop":
                 return False
             if kind == "add":
-                if payload.sampling.seed is not None:
-                    gen = torch.Generator(device=self.device)
-                    gen.manual_seed(payload.sampling.seed)
-                    payload.extra["generator"] = gen
-                self.scheduler.add(payload)
+                self._add(payload)
             elif kind == "abort":
                 self.scheduler.abort(payload)
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 return True
+
+    def _add(self, seq: Sequence) -> None:
+        """Worker thread: set up the sequence's generator and decoding methods, then queue it."""
+        if seq.sampling.seed is not None:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(seq.sampling.seed)
+            seq.extra["generator"] = gen
+        try:
+            attach_methods(seq, self.num_layers, self.num_heads, self._auto_heads, self.device)
+        except Exception as exc:  # noqa: BLE001 - e.g. head profiling failed: this request fails, not the engine
+            log.exception("%s: cannot set up the decoding methods of %s", self.name, seq.request_id)
+            self._deliver(seq.request_id, EngineError(f"cannot set up the decoding method: {exc}"))
+            return
+        self.scheduler.add(seq)
+
+    def _auto_heads(self, k: int) -> list[tuple[int, int]]:
+        if self._head_profile is None:
+            self._head_profile = HeadProfile(self.runner, self.tokenizer, self.model_path, self.num_layers,
+                                             self.num_heads)
+        return self._head_profile.top(k, self.cache_home)
 
     def _deliver(self, request_id: str, item) -> None:
         target = self._outboxes.get(request_id)

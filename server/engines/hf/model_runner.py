@@ -33,7 +33,7 @@ class ModelRunner:
         metas, input_ids, positions, slots = [], [], [], []
         for seq in seqs:
             start, n = seq.num_cached_tokens, seq.num_new_tokens
-            metas.append(SequenceMeta(slot=seq.slot, start=start, num_new=n))
+            metas.append(SequenceMeta(slot=seq.slot, start=start, num_new=n, score_modifier=seq.score_modifier))
             input_ids.extend(seq.token_ids[start:])
             positions.extend(range(start, start + n))
             slots.extend([seq.slot] * n)
@@ -49,6 +49,7 @@ class ModelRunner:
             token_positions=positions_t,
             decode_lengths=torch.tensor([m.end for m in metas], device=dev) if is_decode else None,
             decode_slot_range=_consecutive(slots) if is_decode else None,
+            plain_rows=_plain_rows(metas, dev) if is_decode else None,
         )
         ends = torch.tensor([m.num_new for m in metas]).cumsum(0).tolist()
         # Logits only where needed: each sequence's last token, then the asked-for prompt positions.
@@ -70,6 +71,29 @@ class ModelRunner:
         logits = out.logits[0]
         prompt = {i: logits[row:row + n] for i, (row, n) in prompt_rows.items()}
         return StepLogits(logits[:len(seqs)], prompt)
+
+    @torch.inference_mode()
+    def forward_alone(self, token_ids: list[int], score_modifier) -> torch.Tensor:
+        """One sequence through the model on a private one-slot cache (the shared cache is left
+        alone), with ``score_modifier`` on every layer; returns the last position's logits [V]."""
+        cache = SlotKVCache(self.cache.num_layers, self.cache.num_kv_heads, self.cache.head_dim,
+                            dtype=self.cache.dtype, device=self.device, max_len=len(token_ids))
+        cache.ensure(1, len(token_ids))
+        n, dev = len(token_ids), self.device
+        meta = BatchMeta(cache=cache, seqs=(SequenceMeta(0, 0, n, score_modifier),),
+                         token_slots=torch.zeros(n, dtype=torch.long, device=dev),
+                         token_positions=torch.arange(n, device=dev), decode_lengths=None)
+        out = self.model(input_ids=torch.tensor([token_ids], dtype=torch.long, device=dev),
+                         position_ids=torch.arange(n, device=dev)[None], use_cache=False, logits_to_keep=1,
+                         braid_batch=meta)
+        return out.logits[0, -1]
+
+
+def _plain_rows(metas: list[SequenceMeta], device) -> torch.Tensor | None:
+    if not any(m.score_modifier for m in metas):
+        return None
+    return torch.tensor([i for i, m in enumerate(metas) if m.score_modifier is None], dtype=torch.long, device=device)
+
 
 def _consecutive(slots: list[int]) -> tuple[int, int] | None:
     return (slots[0], slots[-1] + 1) if slots == list(range(slots[0], slots[-1] + 1)) else None

@@ -4,12 +4,18 @@ Each step is either a prefill (admit waiting sequences, run their whole known to
 decode (every running sequence adds one token). The KV budget is counted in cache cells:
 ``(highest slot in use + 1) * longest cached length``, what a slot cache really allocates.
 When a decode step would overflow it, the newest sequence is preempted and later recomputed.
+
+The queues hold *units*: a plain sequence, or the positive branch of a contrastive pair with its
+negative branch attached (``Sequence.negative``). A unit's branches each own a slot and count
+against ``max_num_seqs``, but they are admitted, preempted, finished and scheduled together, so
+both branches of a pair always sit in the same step.
 """
 from __future__ import annotations
 
 import enum
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ...sampling import SamplingSpec
 
@@ -33,6 +39,8 @@ class Sequence:
     num_cached_tokens: int = 0
     prompt_logprobs_done: bool = False
     extra: dict = field(default_factory=dict)  # per-sequence engine state (e.g. a torch.Generator)
+    negative: "Sequence | None" = None  # contrastive pair: the negative branch, run in lock-step with this one
+    score_modifier: Callable | None = None  # attention steering (see attention.SequenceMeta)
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -49,11 +57,17 @@ class Sequence:
     def num_new_tokens(self) -> int:
         return len(self.token_ids) - self.num_cached_tokens
 
+    @property
+    def branches(self) -> list["Sequence"]:
+        """The sequences this unit runs: itself, then its negative branch if any."""
+        return [self] if self.negative is None else [self, self.negative]
+
 
 @dataclass(frozen=True)
 class ScheduledBatch:
-    seqs: list[Sequence]
+    seqs: list[Sequence]  # every branch that runs in this step
     is_prefill: bool
+    units: list[Sequence] = field(default_factory=list)  # the requests they belong to (subset of seqs)
 
 
 class Scheduler:
@@ -77,63 +91,80 @@ class Scheduler:
             return batch
         return self._schedule_decode()
 
+    @property
+    def num_running_seqs(self) -> int:
+        return sum(len(unit.branches) for unit in self.running)
+
     def _schedule_prefill(self) -> ScheduledBatch | None:
         scheduled: list[Sequence] = []
         num_tokens = 0
-        while self.waiting and len(self.running) < self.max_num_seqs:
-            seq = self.waiting[0]
-            if scheduled and num_tokens + len(seq) > self.max_num_batched_tokens:
+        while self.waiting:
+            unit = self.waiting[0]
+            branches = unit.branches
+            if self.num_running_seqs + len(branches) > self.max_num_seqs:
                 break
-            slot = min(self._free_slots)
-            if not self._fits(extra_slot=slot, extra_len=len(seq) + 1, grow=1):  # room for the next decode
+            unit_tokens = sum(len(b) for b in branches)
+            if scheduled and num_tokens + unit_tokens > self.max_num_batched_tokens:
+                break
+            slots = sorted(self._free_slots)[:len(branches)]
+            longest = max(len(b) for b in branches) + 1  # room for the next decode
+            if not self._fits(extra_slots=slots, extra_len=longest, grow=1):
                 break
             self.waiting.popleft()
-            self._free_slots.remove(slot)
-            seq.slot, seq.status, seq.num_cached_tokens = slot, SequenceStatus.RUNNING, 0
-            self.running.append(seq)
-            scheduled.append(seq)
-            num_tokens += len(seq)
-        return ScheduledBatch(scheduled, is_prefill=True) if scheduled else None
+            for branch, slot in zip(branches, slots):
+                self._free_slots.remove(slot)
+                branch.slot, branch.status, branch.num_cached_tokens = slot, SequenceStatus.RUNNING, 0
+            self.running.append(unit)
+            scheduled.append(unit)
+            num_tokens += unit_tokens
+        if not scheduled:
+            return None
+        return ScheduledBatch([b for unit in scheduled for b in unit.branches], is_prefill=True, units=scheduled)
 
     def _schedule_decode(self) -> ScheduledBatch | None:
         while self.running and not self._fits(grow=1):
             if len(self.running) == 1:
-                break  # a lone sequence always runs; the cache grows past the budget rather than deadlock
+                break  # a lone unit always runs; the cache grows past the budget rather than deadlock
             self.preempt(self.running[-1])
-        return ScheduledBatch(sorted(self.running, key=lambda s: s.slot), is_prefill=False) if self.running else None
+        if not self.running:
+            return None
+        seqs = sorted((b for unit in self.running for b in unit.branches), key=lambda s: s.slot)
+        return ScheduledBatch(seqs, is_prefill=False, units=list(self.running))
 
-    def _fits(self, extra_slot: int | None = None, extra_len: int = 0, grow: int = 0) -> bool:
-        if self.max_cache_tokens is None:
+    def _fits(self, extra_slots: list[int] = (), extra_len: int = 0, grow: int = 0) -> bool:
+        if self.max_cache_tokens is None or not self.running:
             return True
-        slots = [s.slot for s in self.running] + ([extra_slot] if extra_slot is not None else [])
-        longest = max([len(s) + grow for s in self.running] + [extra_len])
-        return (max(slots) + 1) * longest <= self.max_cache_tokens or not self.running
+        branches = [b for unit in self.running for b in unit.branches]
+        slots = [b.slot for b in branches] + list(extra_slots)
+        longest = max([len(b) + grow for b in branches] + [extra_len])
+        return (max(slots) + 1) * longest <= self.max_cache_tokens
 
-    def preempt(self, seq: Sequence) -> None:
-        """Give the slot back and queue the sequence first, to be recomputed from its tokens."""
-        self._release(seq)
-        seq.status = SequenceStatus.WAITING
-        self.waiting.appendleft(seq)
+    def preempt(self, unit: Sequence) -> None:
+        """Give the slots back and queue the unit first, to be recomputed from its tokens."""
+        self._release(unit)
+        for branch in unit.branches:
+            branch.status = SequenceStatus.WAITING
+        self.waiting.appendleft(unit)
 
-    def finish(self, seq: Sequence) -> None:
-        self._release(seq)
-        seq.status = SequenceStatus.FINISHED
+    def finish(self, unit: Sequence) -> None:
+        self._release(unit)
+        for branch in unit.branches:
+            branch.status = SequenceStatus.FINISHED
 
     def abort(self, request_id: str) -> Sequence | None:
-        for seq in list(self.running) + list(self.waiting):
-            if seq.request_id == request_id:
-                if seq.status is SequenceStatus.WAITING:
-                    self.waiting.remove(seq)
-                    seq.status = SequenceStatus.FINISHED
-                else:
-                    self.finish(seq)
-                return seq
+        for unit in list(self.running) + list(self.waiting):
+            if unit.request_id == request_id:
+                if unit in self.waiting:
+                    self.waiting.remove(unit)
+                self.finish(unit)
+                return unit
         return None
 
-    def _release(self, seq: Sequence) -> None:
-        if seq in self.running:
-            self.running.remove(seq)
-        if seq.slot is not None:
-            self._free_slots.append(seq.slot)
-            seq.slot = None
-        seq.num_cached_tokens = 0
+    def _release(self, unit: Sequence) -> None:
+        if unit in self.running:
+            self.running.remove(unit)
+        for branch in unit.branches:
+            if branch.slot is not None:
+                self._free_slots.append(branch.slot)
+                branch.slot = None
+            branch.num_cached_tokens = 0

@@ -1,54 +1,90 @@
-"""One engine step after scheduling: forward, sample, append tokens, decide finishes, build deltas."""
+"""One engine step after scheduling: forward, combine pairs, sample, append tokens, decide finishes.
+
+All scheduled branches run in one packed forward. Each unit then gets one row of scores: a plain
+sequence its logits; a contrastive pair ``contrastive_scores(positive, negative)`` of its two
+branches' logits. The ordinary sampler runs on those rows, and the chosen token is appended to
+every branch of the unit. Reported logprobs are the log-softmax of the row the sampler saw
+(before bias, penalties and temperature): for a pair, the final combined distribution, in which
+tokens outside the plausibility set have probability 0 and are never listed.
+"""
 from __future__ import annotations
+
+import math
 
 import torch
 
+from ...decoding.contrastive import contrastive_scores
 from ..base import EngineOutput, TokenLogprob
 from .model_runner import ModelRunner
 from .sampler import SamplingRow, sample, token_logprobs
 from .scheduler import ScheduledBatch, Scheduler, Sequence
 
-__all__ = ["run_step"]
+__all__ = ["run_step", "unit_scores"]
+
+
+def unit_scores(last: torch.Tensor, seqs: list[Sequence], units: list[Sequence]) -> torch.Tensor:
+    """``last`` [len(seqs), V] logits of every branch -> [len(units), V] rows to sample from."""
+    row_of = {id(s): i for i, s in enumerate(seqs)}
+    scores = last[[row_of[id(u)] for u in units]]
+    pairs = [k for k, u in enumerate(units) if u.negative is not None]
+    if not pairs:
+        return scores
+    scores = scores.float()
+    params = [units[k].sampling.extra["contrastive"] for k in pairs]
+    negative = last[[row_of[id(units[k].negative)] for k in pairs]]
+    alpha = torch.tensor([p["alpha"] for p in params], dtype=torch.float32)
+    beta = torch.tensor([p["beta"] for p in params], dtype=torch.float32)
+    scores[pairs] = contrastive_scores(scores[pairs], negative, alpha, beta)
+    return scores
 
 
 def run_step(runner: ModelRunner, scheduler: Scheduler, batch: ScheduledBatch,
              max_model_len: int) -> list[tuple[str, EngineOutput]]:
-    seqs = batch.seqs
+    seqs, units = batch.seqs, batch.units or batch.seqs
+    row_of = {id(s): i for i, s in enumerate(seqs)}
     want_prompt = {
-        i for i, s in enumerate(seqs)
-        if batch.is_prefill and s.sampling.prompt_logprobs is not None and not s.prompt_logprobs_done
+        row_of[id(u)] for u in units
+        if batch.is_prefill and u.sampling.prompt_logprobs is not None and not u.prompt_logprobs_done
     }
     step = runner.run(seqs, want_prompt)
+    scores = unit_scores(step.last, seqs, units)
     rows = [
-        SamplingRow(s.sampling, s.token_ids[:s.num_prompt_tokens], s.output_token_ids, s.extra.get("generator"))
-        for s in seqs
+        SamplingRow(u.sampling, u.token_ids[:u.num_prompt_tokens], u.output_token_ids, u.extra.get("generator"))
+        for u in units
     ]
-    tokens = sample(step.last, rows)
-    raw_logprobs = None
-    if any(s.sampling.logprobs is not None for s in seqs):
-        raw_logprobs = step.last.float().log_softmax(dim=-1)
+    tokens = sample(scores, rows)
+    logprobs_all = None
+    if any(u.sampling.logprobs is not None for u in units):
+        logprobs_all = scores.float().log_softmax(dim=-1)
 
     outputs = []
-    for i, (seq, token) in enumerate(zip(seqs, tokens.tolist())):
-        seq.token_ids.append(token)
+    for i, (unit, token) in enumerate(zip(units, tokens.tolist())):
+        for branch in unit.branches:
+            branch.token_ids.append(token)
         logprobs = None
-        if seq.sampling.logprobs is not None:
-            logprobs = token_logprobs(raw_logprobs[i:i + 1], tokens[i:i + 1], seq.sampling.logprobs)
+        if unit.sampling.logprobs is not None:
+            logprobs = token_logprobs(logprobs_all[i:i + 1], tokens[i:i + 1], unit.sampling.logprobs)
+            if unit.negative is not None:
+                logprobs = [_finite_top(entry) for entry in logprobs]
         prompt_logprobs = None
-        if i in want_prompt:
-            prompt_logprobs = _prompt_logprobs(seq, step.prompt[i])
-            seq.prompt_logprobs_done = True
-        finish = _finish_reason(seq, token, max_model_len)
+        if row_of[id(unit)] in want_prompt:
+            prompt_logprobs = _prompt_logprobs(unit, step.prompt[row_of[id(unit)]])
+            unit.prompt_logprobs_done = True
+        finish = _finish_reason(unit, token, max_model_len)
         if finish is not None:
-            scheduler.finish(seq)
-        outputs.append((seq.request_id, EngineOutput(
+            scheduler.finish(unit)
+        outputs.append((unit.request_id, EngineOutput(
             token_ids=[token],
-            num_prompt_tokens=seq.num_prompt_tokens,
+            num_prompt_tokens=unit.num_prompt_tokens,
             logprobs=logprobs,
             prompt_logprobs=prompt_logprobs,
             finish_reason=finish,
         )))
     return outputs
+
+
+def _finite_top(entry: TokenLogprob) -> TokenLogprob:
+    return TokenLogprob(entry.token_id, entry.logprob, tuple((t, lp) for t, lp in entry.top if math.isfinite(lp)))
 
 
 def _prompt_logprobs(seq: Sequence, logits: torch.Tensor) -> list[TokenLogprob | None]:
@@ -57,9 +93,10 @@ def _prompt_logprobs(seq: Sequence, logits: torch.Tensor) -> list[TokenLogprob |
     return [None, *scored]
 
 
-def _finish_reason(seq: Sequence, token: int, max_model_len: int) -> str | None:
-    if token in seq.sampling.stop_token_ids:
+def _finish_reason(unit: Sequence, token: int, max_model_len: int) -> str | None:
+    if token in unit.sampling.stop_token_ids:
         return "stop"
-    if seq.num_output_tokens >= seq.sampling.max_tokens or len(seq) >= max_model_len:
+    longest = max(len(b) for b in unit.branches)
+    if unit.num_output_tokens >= unit.sampling.max_tokens or longest >= max_model_len:
         return "length"
     return None

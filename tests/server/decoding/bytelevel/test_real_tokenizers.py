@@ -1,6 +1,13 @@
-"""Cover logic on SmolLM2's real byte-level BPE tokenizer, over tricky text."""
+"""Cover logic on the real tokenizers of the bundled models, over tricky text.
+
+SmolLM2-135M: byte-level BPE (GPT-2 style pre-tokenizer). Gemma 3 270M: SentencePiece BPE with
+byte fallback, no dummy prefix, no pre-tokenizer split, and 135 non-special added tokens ("\\n"
+runs, "\\t" runs, HTML tags) that the tokenizer cuts out of the raw text before BPE. The
+reference is the tokenizer's own ``encode``.
+"""
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -9,25 +16,28 @@ import pytest
 import torch
 
 from braid.server.decoding.bytelevel import ByteLM, CanonicalityChecker, TokenVocabulary
+from braid.server.decoding.bytelevel.canonicality import DEFAULT_PROBES
 
 TEXTS = ["Hello,  world!\n", "x = 12345+67;", "def f(a):\n    return a", "日本語のテキスト",
-         "emoji 😀👍🏽 ok", "tab\t\tend  ", "it's  \n x"]
+         "emoji 😀👍🏽 ok", "tab\t\tend  ", "it's  \n x", "a\n\n\nb <b>bold</b> <b", " lead\n\n\n\n  \t\t\n"]
+MODELS = {"smollm2-135m-instruct": 0, "gemma-3-270m": 2}  # bundled name -> a context token (BOS-like)
 
 
-@pytest.fixture(scope="module")
-def smollm2_tokenizer():
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def real(request):
+    import platformdirs
     from transformers import AutoTokenizer
 
     from braid.server.weights import resolve_source
 
-    import platformdirs
-
     home = Path(os.environ.get("BRAID_HOME") or platformdirs.user_cache_dir("braid"))
-    try:
-        folder = resolve_source("smollm2-135m-instruct", home)
+    try:  # converted once per machine, as for users (Gemma: ~1-3 min the first time)
+        folder = resolve_source(request.param, home)
     except Exception as err:  # noqa: BLE001 - not installed or not convertible here
-        pytest.skip(f"SmolLM2 is not available: {err}")
-    return AutoTokenizer.from_pretrained(folder)
+        pytest.skip(f"{request.param} is not available: {err}")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    vocab = TokenVocabulary.from_tokenizer(tokenizer)
+    return request.param, tokenizer, vocab, CanonicalityChecker(tokenizer, vocab), (MODELS[request.param],)
 
 
 class SubstringLM:
@@ -45,15 +55,29 @@ class SubstringLM:
         return self.row.expand(len(prefixes), -1).clone()
 
 
-def test_canonical_tokenization_is_among_the_covers(smollm2_tokenizer):
-    vocab = TokenVocabulary.from_tokenizer(smollm2_tokenizer)
-    assert vocab.kind == "byte_level" and vocab.token_bytes[smollm2_tokenizer.convert_tokens_to_ids("Ġthe")] == b" the"
-    checker = CanonicalityChecker(smollm2_tokenizer, vocab)
+def encode(tokenizer, text: str) -> tuple[int, ...]:
+    return tuple(tokenizer.encode(text, add_special_tokens=False))
+
+
+def test_vocabulary_reads_the_tokenizer(real):
+    name, tokenizer, vocab, _, _ = real
+    space_the = "Ġthe" if name.startswith("smollm2") else "▁the"
+    assert vocab.token_bytes[tokenizer.convert_tokens_to_ids(space_the)] == b" the"
+    if name == "gemma-3-270m":
+        assert vocab.kind == "sentencepiece" and len(vocab.added.ids) == 135
+        assert encode(tokenizer, "\n\n") == (vocab.added.ids["\n\n"],) and vocab.token_bytes[108] == b"\n\n"
+        assert vocab.token_bytes[tokenizer.convert_tokens_to_ids("<0x0A>")] == b"\n"  # byte fallback
+    else:
+        assert vocab.kind == "byte_level" and not vocab.added
+
+
+def test_canonical_tokenization_is_among_the_covers(real):
+    _, tokenizer, vocab, checker, context = real
     for text in TEXTS:
         data = text.encode()
-        canonical = tuple(smollm2_tokenizer.encode(text, add_special_tokens=False))
-        assert checker.is_canonical(canonical) and checker.is_valid_prefix(canonical[:-1])
-        lm = ByteLM(SubstringLM(vocab, data), vocab, checker, context_ids=(0,), min_token_prob=1e-9)
+        canonical = encode(tokenizer, text)
+        assert checker.is_canonical(canonical) and checker.is_valid_prefix(canonical[:-1]), text
+        lm = ByteLM(SubstringLM(vocab, data), vocab, checker, context_ids=context, min_token_prob=1e-9)
         for n in range(1, len(data) + 1):
             cover = lm.cover(data[:n])
             assert all(b.text.startswith(data[:n]) for b in cover)
@@ -62,11 +86,62 @@ def test_canonical_tokenization_is_among_the_covers(smollm2_tokenizer):
         assert np.isfinite(lm.logprob(data))
 
 
-def test_invalid_utf8_has_no_cover(smollm2_tokenizer):
-    vocab = TokenVocabulary.from_tokenizer(smollm2_tokenizer)
-    checker = CanonicalityChecker(smollm2_tokenizer, vocab)
-    for data in [b"a\xff", "中".encode()[:2] + b"a", b"ok\x80"]:
-        lm = ByteLM(SubstringLM(vocab, data + "中".encode()), vocab, checker, context_ids=(0,), min_token_prob=1e-9)
+def test_invalid_utf8_has_no_cover(real):
+    _, _, vocab, checker, context = real
+    for data in [b"a\xff", "中".encode()[:2] + b"a", b"ok\x80", "😀".encode()[:3] + b" "]:
+        lm = ByteLM(SubstringLM(vocab, data + "中😀".encode()), vocab, checker, context_ids=context,
+                    min_token_prob=1e-9)
         assert lm.cover(data) == []
         good = data[:-1]
         assert lm.cover(good) and np.exp(lm.next_byte_logprobs(good)[data[-1]]) == 0.0
+
+
+def _token_pool(tokenizer, vocab) -> list[int]:
+    """Tokens that spell pieces of the tricky texts: the canonical ones and their rivals."""
+    blob = "".join(TEXTS).encode()
+    pool = {t for text in TEXTS for t in encode(tokenizer, text)}
+    pool |= {i for i, piece in enumerate(vocab.token_bytes) if piece and len(piece) <= 3 and piece in blob}
+    return sorted(pool)
+
+
+def test_canonicality_agrees_with_the_tokenizer(real):
+    """is_canonical(ids) <=> encode(text(ids)) == ids, on random sequences of rival tokens."""
+    _, tokenizer, vocab, checker, _ = real
+    pool = _token_pool(tokenizer, vocab)
+    rng = np.random.default_rng(0)
+    seqs = [tuple(int(t) for t in rng.choice(pool, size=n)) for n in (1, 2, 3) for _ in range(300)]
+    seqs += [c[a:b] for c in map(lambda t: encode(tokenizer, t), TEXTS) for a, b in
+             itertools.combinations(range(len(c) + 1), 2) if b - a <= 4]
+    outcomes = []
+    for ids in dict.fromkeys(seqs):
+        data = vocab.decode(ids)
+        try:
+            expected = encode(tokenizer, data.decode("utf-8")) == ids
+        except UnicodeDecodeError:
+            expected = False
+        assert checker.is_canonical(ids) == expected, (ids, data)
+        outcomes.append(expected)
+    assert 50 < sum(outcomes) < len(outcomes) - 50  # both kinds occur often
+
+
+def test_valid_prefixes_have_real_witnesses(real):
+    """An accepted prefix has a continuation z the tokenizer really encodes it with; a rejected one
+    has none among many continuations (complete-UTF-8 texts, where the probes are the witnesses)."""
+    _, tokenizer, vocab, checker, _ = real
+    pool = _token_pool(tokenizer, vocab)
+    rng = np.random.default_rng(1)
+    continuations = sorted(set(DEFAULT_PROBES) | {"x", "\n\n", "  ", "\t\t", " a", "b>", "5", "語", "👍"})
+    accepted = rejected = 0
+    for ids in dict.fromkeys(tuple(int(t) for t in rng.choice(pool, size=n)) for n in (1, 2, 3) for _ in range(200)):
+        try:
+            text = vocab.decode(ids).decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        witnessed = [z for z in continuations if encode(tokenizer, text + z)[: len(ids)] == ids]
+        if checker.is_valid_prefix(ids):
+            accepted += 1
+            assert witnessed, (ids, text)
+        else:
+            rejected += 1
+            assert not witnessed, (ids, text, witnessed)
+    assert accepted > 20 and rejected > 20

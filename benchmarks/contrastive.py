@@ -1,0 +1,195 @@
+"""Decoding-method benchmark: time per generated token of ICD, ASCD and span steering vs plain.
+
+For each engine (one ``braid serve`` at a time, SmolLM2-135M-Instruct by default, float32), the
+same streaming chat request (a ~90-token story prompt with a marked span, ``ignore_eos`` so every
+request makes exactly ``--max-tokens`` tokens) is sent under each method at each concurrency
+level. Methods and levels are interleaved over ``--rounds`` rounds so that load from other
+processes on the machine hits all of them alike; the median over rounds is reported.
+
+Measured per request from the stream: decode time per token = (last token - first token) /
+(tokens - 1), and time to first token. Printed: both, output throughput, and each method's ratio
+to plain decoding on the same engine at the same concurrency (the issue's goal: contrastive
+decoding at most 1.5x plain per token). A method an engine cannot run (400) is listed as such.
+
+    .venv/bin/python benchmarks/contrastive.py --help
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from server_process import start_server, stop_server  # noqa: E402
+
+STATEMENT = "the capital of France is Tokyo"
+USER = (f"In this story, {STATEMENT}. The travellers arrived early in the morning, walked through the busy "
+        "markets, talked with the people they met and wrote long notes about everything they saw. Later that "
+        "week they visited a small museum. Question: What is the capital of France? Explain at length.")
+SPAN = [USER.index(STATEMENT), USER.index(STATEMENT) + len(STATEMENT)]
+STEER = {"spans": [SPAN], "heads": "auto"}
+METHODS = {
+    "plain": {},
+    "icd": {"contrastive": {"method": "icd"}},
+    "ascd": {"contrastive": {"method": "ascd", "steer": STEER}},
+    "steer": {"steer": STEER},
+}
+
+
+@dataclass
+class Sample:
+    per_token: list[float] = field(default_factory=list)  # seconds, one per request
+    ttft: list[float] = field(default_factory=list)
+    throughput: list[float] = field(default_factory=list)  # output tok/s, one per wave
+
+
+async def one_request(client: httpx.AsyncClient, body: dict) -> tuple[float, float, int]:
+    """(time to first token, decode seconds per token, tokens) of one streaming request."""
+    start, first, last, tokens = time.perf_counter(), None, None, 0
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"{response.status_code}: {(await response.aread()).decode()[:300]}")
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                raise RuntimeError(f"stream error: {chunk['error']}")
+            if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
+                last = time.perf_counter()
+                first = first or last
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+    return first - start, (last - first) / max(body["max_tokens"] - 1, 1), tokens
+
+
+def request_body(method: str, max_tokens: int) -> dict:
+    return {"model": "bench", "messages": [{"role": "user", "content": USER}], "max_tokens": max_tokens,
+            "temperature": 0, "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True},
+            **METHODS[method]}
+
+
+async def probe(client: httpx.AsyncClient, method: str) -> str | None:
+    """None if the engine runs ``method``, else the server's error message."""
+    body = {**request_body(method, 2), "stream": False}
+    body.pop("stream_options")
+    response = await client.post("/v1/chat/completions", json=body)
+    return None if response.status_code == 200 else f"{response.status_code}: {response.json()['error']['message']}"
+
+
+async def wave(client: httpx.AsyncClient, method: str, concurrency: int, max_tokens: int, sample: Sample) -> None:
+    start = time.perf_counter()
+    results = await asyncio.gather(*(one_request(client, request_body(method, max_tokens))
+                                     for _ in range(concurrency)))
+    sample.throughput.append(concurrency * max_tokens / (time.perf_counter() - start))
+    for ttft, per_token, _ in results:
+        sample.ttft.append(ttft)
+        sample.per_token.append(per_token)
+
+
+async def bench_engine(base: str, methods: list[str], levels: list[int], rounds: int, max_tokens: int,
+                       label: str) -> tuple[dict, dict]:
+    table: dict[tuple[str, int], Sample] = {}
+    unsupported: dict[str, str] = {}
+    async with httpx.AsyncClient(base_url=base, timeout=900, limits=httpx.Limits(max_connections=64)) as client:
+        for method in methods:
+            if (error := await probe(client, method)) is not None:
+                unsupported[method] = error
+        runnable = [m for m in methods if m not in unsupported]
+        for method in runnable:  # warm-up (head profiling for "auto", first-call overheads)
+            await wave(client, method, 1, 4, Sample())
+        with tqdm(total=rounds * len(levels) * len(runnable), desc=label, file=sys.stderr) as bar:
+            for _ in range(rounds):
+                for level in levels:
+                    for method in runnable:
+                        await wave(client, method, level, max_tokens, table.setdefault((method, level), Sample()))
+                        bar.update()
+    return table, unsupported
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
+
+
+def settings(engine: str, model: str) -> dict:
+    from braid.server.config import Settings
+
+    return {"home": str(Settings().home), "log_level": "warning", "max_queue": 1024,
+            "models": [{"id": "bench", "source": model, "engine": engine, "dtype": "float32", "max_num_seqs": 32,
+                        "engine_options": {"kv_cache_memory_bytes": 1 << 30}}]}
+
+
+def report(results: dict, args, load: tuple[float, float]) -> str:
+    lines = [f"# decoding-method benchmark, {args.model} float32, chat prompt ~90 tokens, {args.max_tokens} output "
+             f"tokens/request (ignore_eos), median of {args.rounds} interleaved rounds; "
+             f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()} {os.cpu_count()} cores "
+             f"({platform.processor() or platform.platform()}), {args.threads or 'default'} torch threads, load avg {load[0]:.1f} at start / {load[1]:.1f} at end "
+             "(shared with other processes)", "",
+             "| engine | method | concurrency | ms / token | x plain | TTFT ms | x plain | output tok/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for engine, (table, unsupported) in results.items():
+        for (method, level), s in table.items():
+            base = table.get(("plain", level))
+            per_token, ttft = statistics.median(s.per_token), statistics.median(s.ttft)
+            ratio = f"{per_token / statistics.median(base.per_token):.2f}" if base else "n/a"
+            tratio = f"{ttft / statistics.median(base.ttft):.2f}" if base else "n/a"
+            lines.append(f"| {engine} | {method} | {level} | {per_token * 1000:.1f} | {ratio} | {ttft * 1000:.0f} | "
+                         f"{tratio} | {statistics.median(s.throughput):.1f} |")
+        for method, error in unsupported.items():
+            lines.append(f"| {engine} | {method} | - | not served: {error[:120]} | | | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="bundled name, folder or HF id")
+    parser.add_argument("--engines", default="transformers,vllm", help="comma list: transformers, vllm")
+    parser.add_argument("--methods", default="plain,icd,ascd,steer",
+                        help="comma list of plain, icd, ascd, steer (each probed; a 400 is reported, not fatal)")
+    parser.add_argument("--concurrency", default="1,8", help="comma list of concurrency levels (one wave each)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
+    parser.add_argument("--max-tokens", type=int, default=32, help="output tokens per request")
+    parser.add_argument("--out", default="", help="also write the table to benchmarks/results/OUT.md")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads of the server (OMP_NUM_THREADS; 0: torch's default). On a shared "
+                             "machine 1 is steadier: spinning OpenMP threads slow down badly under contention")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers are stopped
+
+    methods, levels = args.methods.split(","), [int(c) for c in args.concurrency.split(",")]
+    load_start = os.getloadavg()[0]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for engine in args.engines.split(","):
+            workdir = Path(tmp) / engine
+            workdir.mkdir()
+            server = start_server(settings(engine, args.model), workdir, timeout=900,
+                                  env={"VLLM_CACHE_ROOT": str(workdir / "vllm-cache"), **thread_env(args.threads)})
+            try:
+                results[engine] = asyncio.run(bench_engine(server.root_url, methods, levels, args.rounds,
+                                                           args.max_tokens, engine))
+            finally:
+                stop_server(server)
+    text = report(results, args, (load_start, os.getloadavg()[0]))
+    print("\n" + text)
+    if args.out:
+        path = Path(__file__).resolve().parent / "results" / f"{args.out}.md"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text + "\n")
+        print(f"\nwritten: {path}")
+
+
+if __name__ == "__main__":
+    main()

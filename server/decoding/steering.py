@@ -1,0 +1,68 @@
+"""Attention steering toward prompt spans (PASTA-like, and ASCD's two branches), as pure functions.
+
+All functions take pre-softmax attention scores ``s`` of one sequence, ``[H, n, L]`` (heads,
+query rows, keys; already scaled, masked keys are ``-inf``) and return new scores. Masked scores
+stay masked.
+
+* Up-steering (standalone span steering, ASCD's positive branch): in the selected heads, a
+  steered key's score becomes ``s + strength * |s|``; PASTA's down-weighting of the other keys,
+  done in probability space, is the same idea.
+* ASCD's negative branch: in every head, for each query row, the ``fraction`` (default 10 %) of
+  that row's visible steered keys with the highest attention (equivalently the highest score:
+  softmax is monotone within a row) get ``s - strength * |s|``. The count is
+  ``ceil(fraction * visible steered keys)``, at least one when the row sees any steered key;
+  ties are broken by ``torch.topk``.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+
+__all__ = [
+    "DEFAULT_STRENGTH", "DEFAULT_NEGATIVE_STRENGTH", "DEFAULT_NEGATIVE_FRACTION",
+    "span_token_positions", "steer_scores", "most_attended", "suppress_scores",
+]
+
+DEFAULT_STRENGTH = 0.625
+DEFAULT_NEGATIVE_STRENGTH = 1.0
+DEFAULT_NEGATIVE_FRACTION = 0.1
+
+
+def span_token_positions(offsets: Sequence[tuple[int, int]], spans: Iterable[tuple[int, int]]) -> list[int]:
+    """Token positions whose character range ``offsets[i] = (start, end)`` overlaps any ``[start, end)``
+    span. Tokens with an empty range (special tokens) are never steered."""
+    spans = list(spans)
+    return [i for i, (a, b) in enumerate(offsets) if b > a and any(a < end and b > start for start, end in spans)]
+
+
+def steer_scores(scores: torch.Tensor, key_mask: torch.Tensor, head_mask: torch.Tensor | None,
+                 strength: float) -> torch.Tensor:
+    """``scores`` [H, n, L]; ``key_mask`` [L] bool, the steered keys; ``head_mask`` [H] bool or None
+    for every head. Steered scores become ``s + strength * |s|``."""
+    selected = key_mask[None, None, :] if head_mask is None else head_mask[:, None, None] & key_mask[None, None, :]
+    selected = selected & torch.isfinite(scores)
+    return torch.where(selected, scores + strength * scores.abs(), scores)
+
+
+def most_attended(scores: torch.Tensor, key_mask: torch.Tensor,
+                  fraction: float = DEFAULT_NEGATIVE_FRACTION) -> torch.Tensor:
+    """Bool [H, n, L]: per head and query row, the top ``ceil(fraction * visible)`` steered keys by score."""
+    visible = torch.isfinite(scores) & key_mask[None, None, :]
+    counts = visible.sum(dim=-1)  # [H, n]
+    # The epsilon keeps float error from rounding an exact product up (0.07 * 100 = 7.000000000000001).
+    take = torch.where(counts > 0, (counts.double() * fraction - 1e-9).ceil().clamp(min=1).long(), 0)
+    width = int(take.max()) if take.numel() else 0
+    if width == 0:
+        return torch.zeros_like(visible)
+    top = scores.masked_fill(~visible, float("-inf")).topk(width, dim=-1).indices  # [H, n, width]
+    keep = torch.arange(width, device=scores.device)[None, None, :] < take[..., None]
+    return torch.zeros_like(visible).scatter_(-1, top, keep)
+
+
+def suppress_scores(scores: torch.Tensor, key_mask: torch.Tensor, strength: float = DEFAULT_NEGATIVE_STRENGTH,
+                    fraction: float = DEFAULT_NEGATIVE_FRACTION) -> torch.Tensor:
+    """ASCD's negative branch, all heads: the most attended steered keys get ``s - strength * |s|``."""
+    selected = most_attended(scores, key_mask, fraction)
+    return torch.where(selected, scores - strength * scores.abs(), scores)
+

@@ -1,0 +1,148 @@
+"""``ByteLevelEngine``: byte-level models, cross-tokenizer ensembles and proxy-tuning, served.
+
+Its tokens are bytes (ids 0..255) and END (256, its EOS); see `tokenizer.py`. The model work
+of every byte-level engine in the process runs in one worker thread, one step (a chunk of the
+prompt, or one byte) at a time, so concurrent requests interleave byte by byte, the event loop
+never blocks, and the shared weights and tokenizers are never used from two threads at once.
+A request whose consumer goes away (client disconnect, stop string) stops at its next step.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import AsyncIterator
+
+from ...sampling import SamplingSpec
+from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats
+from .recipe import Recipe, describe, instantiate, leaves
+from .request_state import ByteRequestState
+from .sources import LoadedSource, acquire_source, release_source
+from .tokenizer import END_ID, ByteTokenizer
+
+__all__ = ["ByteLevelEngine", "run_in_worker"]
+
+log = logging.getLogger(__name__)
+
+_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="braid-bytelevel")
+_PROMPT_CHUNK = 64  # prompt bytes conditioned on per worker step
+
+
+async def run_in_worker(fn, *args):
+    """Run byte-level model work in the shared worker thread."""
+    return await asyncio.get_running_loop().run_in_executor(_WORKER, fn, *args)
+
+
+class ByteLevelEngine(Engine):
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self, name: str, recipe: Recipe, *, max_model_len: int | None = None, max_num_seqs: int = 32):
+        self.name, self.recipe = name, recipe
+        self.description = describe(recipe)
+        self._max_model_len_cap = max_model_len
+        self._leaves = leaves(recipe)
+        self._sources: dict[tuple[str, str], LoadedSource] = {}
+        self._slots = asyncio.Semaphore(max_num_seqs)
+        self._running = self._waiting = 0
+        self.tokenizer = ByteTokenizer()
+        self.max_model_len = 0
+
+    async def start(self) -> None:
+        for leaf in self._leaves:
+            if leaf.key not in self._sources:
+                try:
+                    self._sources[leaf.key] = await asyncio.to_thread(acquire_source, leaf.path, leaf.dtype)
+                except Exception as exc:
+                    await self.shutdown()
+                    raise RuntimeError(f"model {self.name!r}: cannot load {leaf.label!r} ({leaf.path}) for "
+                                       f"byte-level decoding: {exc}") from exc
+        sources = [self._sources[leaf.key] for leaf in self._leaves]
+        first = sources[0].tokenizer
+        self.tokenizer = ByteTokenizer(first, all(getattr(s.tokenizer, "chat_template", None) for s in sources))
+        # A token spells at least one byte, so prompt + output bytes bound every member's tokens.
+        limit = min(s.max_positions - len(s.text_context) - 1 for s in sources)
+        self.max_model_len = min(limit, self._max_model_len_cap or limit)
+        log.info("%s: byte-level model %s, max_model_len %d bytes", self.name, self.description, self.max_model_len)
+
+    async def shutdown(self) -> None:
+        for path, dtype in self._sources:
+            release_source(path, dtype)
+        self._sources.clear()
+
+    def stats(self) -> EngineStats:
+        return EngineStats(running=self._running, waiting=self._waiting)
+
+    def validate(self, sampling: SamplingSpec) -> None:
+        if sampling.extra:
+            raise EngineError(f"byte-level model {self.name!r} does not support {sorted(sampling.extra)}")
+        for name, neutral in (("presence_penalty", 0.0), ("frequency_penalty", 0.0), ("repetition_penalty", 1.0)):
+            if getattr(sampling, name) != neutral:
+                raise EngineError(f"{name} is not supported by byte-level model {self.name!r}; leave it unset")
+        if sampling.max_tokens < 1:
+            raise EngineError("max_tokens must be at least 1")
+
+    async def generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        spec = request.sampling
+        self.validate(spec)
+        if not self._sources:
+            raise EngineError(f"engine {self.name!r} is not started")
+        bad = [t for t in request.prompt_token_ids if not 0 <= t < END_ID]
+        if bad:
+            raise EngineError(f"prompt token ids of byte-level model {self.name!r} are bytes (0..255); got {bad[:5]}")
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        self._running += 1
+        try:
+            async for output in self._run(request):
+                yield output
+        finally:
+            self._running -= 1
+            self._slots.release()
+
+    async def _run(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        spec, n_prompt = request.sampling, len(request.prompt_token_ids)
+        state = await self._call(self._open, request)
+        prompt_logprobs = [] if spec.prompt_logprobs is not None else None
+        while not state.prompt_done:
+            entries = await self._call(state.walk_prompt, _PROMPT_CHUNK, spec.prompt_logprobs)
+            if prompt_logprobs is not None:
+                prompt_logprobs += entries
+        first = True
+        while state.finish_reason is None:
+            symbol, entry = await self._call(state.step)
+            yield EngineOutput([symbol], n_prompt, [entry] if spec.logprobs is not None else None,
+                               prompt_logprobs if first else None, state.finish_reason)
+            first = False
+
+    @staticmethod
+    async def _call(fn, *args):
+        return await run_in_worker(fn, *args)
+
+    def _open(self, request: EngineRequest) -> ByteRequestState:
+        """The request's own next-byte model (fresh caches), after each source's context."""
+        chat, spec = request.chat, request.sampling
+        prefix = b"" if chat is not None else bytes(request.prompt_token_ids)
+        contexts: dict[tuple[str, str], tuple[int, ...]] = {}
+        for leaf in self._leaves:
+            if leaf.key in contexts:
+                continue
+            source = self._sources[leaf.key]
+            if chat is None:
+                context = source.text_context
+            else:
+                try:
+                    context = source.chat_context(chat.messages, chat.add_generation_prompt, chat.template_kwargs)
+                except Exception as exc:  # template errors are the caller's (e.g. roles out of order)
+                    raise EngineError(f"the chat template of {leaf.label!r} rejected these messages: {exc}") from exc
+            needed = len(context) + len(prefix) + spec.max_tokens + 1
+            if needed > source.max_positions:
+                raise EngineError(f"model {self.name!r}: member {leaf.label!r} would need up to {needed} positions "
+                                  f"({len(context)} context tokens, {len(prefix)} prompt bytes, {spec.max_tokens} "
+                                  f"output bytes) but has {source.max_positions}; shorten the prompt or max_tokens")
+            contexts[leaf.key] = context
+        model = instantiate(self.recipe, self._sources, lambda leaf: contexts[leaf.key])
+        return ByteRequestState(model, prefix, spec, self.name)
+
