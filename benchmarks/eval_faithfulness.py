@@ -23,11 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import math
 import os
 import platform
-import re
 import signal
 import sys
 import tempfile
@@ -40,6 +37,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faithfulness_data import Prompt, build_prompts, closed_book_questions  # noqa: E402
+from faithfulness_report import label, mentions, write  # noqa: E402
 from server_process import start_server, stop_server  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -65,24 +63,6 @@ def method_job(method: str, prompt: Prompt, alpha: float, strength: float, rende
     if method == "ascd":
         return {**chat, "extra": {"contrastive": {"method": "ascd", "alpha": alpha, "steer": steer}}}
     raise ValueError(f"unknown method {method!r} (plain, icd, cad, steer, ascd)")
-
-
-def mentions(answer: str, value: str) -> bool:
-    return re.search(r"\b" + re.escape(value.lower()), answer.lower()) is not None
-
-
-def label(answer: str, real: str, counterfactual: str) -> str:
-    cf, rw = mentions(answer, counterfactual), mentions(answer, real)
-    return {(True, False): "faithful", (False, True): "parametric", (True, True): "both"}.get((cf, rw), "neither")
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return centre - half, centre + half
 
 
 async def ask_all(client: AsyncOpenAI, jobs: list[dict], max_tokens: int, concurrency: int, desc: str) -> list[str]:
@@ -119,66 +99,24 @@ def configs(spec: str) -> list[tuple[str, str, float, float]]:
     return rows
 
 
-async def evaluate(base_url: str, args, render) -> tuple[dict, list[dict], dict]:
+async def evaluate(base_url: str, args, render) -> tuple[list[dict], dict]:
     client = AsyncOpenAI(base_url=base_url, api_key="none", timeout=600, max_retries=0)
     facts = closed_book_questions()
     closed = await ask_all(client, [{"messages": [{"role": "user", "content": q + " Answer in a few words."}],
                                      "extra": {}} for *_, q in facts], args.max_tokens, args.concurrency, "closed-book")
     known = {(rel, subj) for (rel, subj, real, _), answer in zip(facts, closed) if mentions(answer, real)}
     prompts = build_prompts(args.prompts, args.seed)
-    answers, records = {}, []
+    records = []
     for name, method, alpha, strength in configs(args.methods):
         jobs = [method_job(method, p, alpha, strength, render) for p in prompts]
-        answers[name] = await ask_all(client, jobs, args.max_tokens, args.concurrency, name)
-        for p, answer in zip(prompts, answers[name]):
+        answers = await ask_all(client, jobs, args.max_tokens, args.concurrency, name)
+        for p, answer in zip(prompts, answers):
             records.append({"config": name, "relation": p.relation, "subject": p.subject, "real": p.real,
                             "counterfactual": p.counterfactual, "wrapper": p.wrapper, "prompt": p.text,
                             "span": p.span, "answer": answer, "label": label(answer, p.real, p.counterfactual),
                             "known": (p.relation, p.subject) in known})
     summary = {"facts": len(facts), "known": len(known), "prompts": len(prompts)}
-    return answers, records, summary
-
-
-def table(records: list[dict], summary: dict) -> tuple[str, list[dict]]:
-    names = list(dict.fromkeys(r["config"] for r in records))
-    plain = {(r["prompt"]): r["label"] == "faithful" for r in records if r["config"] == names[0]}
-    rows, lines = [], [
-        f"| method | faithful (95% CI) | parametric (95% CI) | faithful, known facts (n={{k}}) | "
-        f"fixed / broke vs {names[0]} |", "|---|---|---|---|---|"]
-    for name in names:
-        mine = [r for r in records if r["config"] == name]
-        n, known = len(mine), [r for r in mine if r["known"]]
-        faithful = sum(r["label"] == "faithful" for r in mine)
-        parametric = sum(r["label"] == "parametric" for r in mine)
-        kf = sum(r["label"] == "faithful" for r in known)
-        fixed = sum(r["label"] == "faithful" and not plain[r["prompt"]] for r in mine)
-        broke = sum(r["label"] != "faithful" and plain[r["prompt"]] for r in mine)
-        lo, hi = wilson(faithful, n)
-        plo, phi = wilson(parametric, n)
-        klo, khi = wilson(kf, len(known))
-        rows.append({"name": name, "rate": faithful / n, "lo": lo, "hi": hi})
-        lines.append(f"| {name} | {faithful / n:.1%} ({lo:.1%}-{hi:.1%}) | {parametric / n:.1%} ({plo:.1%}-{phi:.1%}) "
-                     f"| {kf / max(len(known), 1):.1%} ({klo:.1%}-{khi:.1%}) | {fixed} / {broke} |")
-    lines[0] = lines[0].replace("{k}", str(len(known)))
-    return "\n".join(lines), rows
-
-
-def plot(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(rows), 3.6))
-    xs = range(len(rows))
-    rates = [r["rate"] * 100 for r in rows]
-    errors = [[(r["rate"] - r["lo"]) * 100 for r in rows], [(r["hi"] - r["rate"]) * 100 for r in rows]]
-    ax.bar(xs, rates, yerr=errors, capsize=4, color=["#888888"] + ["#3a76af"] * (len(rows) - 1))
-    ax.set_xticks(list(xs), [r["name"] for r in rows], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("faithful answers, % (95% Wilson CI)")
-    ax.set_ylim(0, 100)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    return records, summary
 
 
 def chat_renderer(settings: dict):
@@ -222,7 +160,7 @@ def main() -> None:
         env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)} if args.threads else {}
         server = start_server(settings, Path(tmp), timeout=600, env=env)
         try:
-            answers, records, summary = asyncio.run(evaluate(server.base_url, args, chat_renderer(settings)))
+            records, summary = asyncio.run(evaluate(server.base_url, args, chat_renderer(settings)))
         finally:
             stop_server(server)
     minutes = (time.time() - started) / 60
@@ -230,14 +168,11 @@ def main() -> None:
               f"prompts, greedy, max_tokens={args.max_tokens}; model knows {summary['known']}/{summary['facts']} "
               f"facts closed-book; {time.strftime('%Y-%m-%d')}, {platform.machine()} {os.cpu_count()} cores, "
               f"load avg {os.getloadavg()[0]:.1f}, {minutes:.1f} min")
-    text, rows = table(records, summary)
+    meta = {"header": header, "title": f"SmolLM2-135M-Instruct, {summary['prompts']} counterfactual prompts",
+            "args": vars(args), **summary}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.md").write_text(f"{header}\n\n{text}\n")
-    with open(RESULTS / f"{args.out}.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
-    plot(rows, RESULTS / f"{args.out}.png", f"SmolLM2-135M, {summary['prompts']} counterfactual prompts")
-    print(f"\n{header}\n\n{text}\n\nwritten: {RESULTS}/{args.out}.md, .png, .jsonl")
-
+    markdown = write(records, meta, RESULTS / args.out)
+    print(f"\n{markdown}\nwritten: {RESULTS}/{args.out}.md, .png, .jsonl")
 
 if __name__ == "__main__":
     main()

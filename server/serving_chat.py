@@ -6,9 +6,11 @@ import uuid
 from typing import AsyncIterator
 
 from .chat_template import conversation, render_chat
+from .chat_vision import VisionChatPrompt
 from .engines.base import ChatConversation
 from .errors import bad_request
 from .generation import ChoiceEvent, ChoiceResult, collect, merge, stream_choice
+from .images import has_images
 from .protocol import (ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionRequest,
                        ChatCompletionResponse, ChatLogprobs, ChatTokenLogprob, ChatTopLogprob,
                        DeltaMessage, UsageInfo, random_id)
@@ -40,8 +42,14 @@ class ChatServing(ServingBase):
     async def create(self, request: ChatCompletionRequest) -> ChatCompletionResponse | AsyncIterator[str]:
         served = self.admit(request, request.n)
         engine = served.engine
-        prompt = ChatPrompt(engine.tokenizer, conversation(request.messages), request.add_generation_prompt,
-                            request.chat_template_kwargs)
+        chat = None
+        if has_images(request.messages) and "images" in engine.capabilities:
+            prompt = VisionChatPrompt(engine.processor, request.messages, request.add_generation_prompt,
+                                      request.chat_template_kwargs)
+        else:  # text (images on a text-only model are a 400 here)
+            prompt = ChatPrompt(engine.tokenizer, conversation(request.messages), request.add_generation_prompt,
+                                request.chat_template_kwargs)
+            chat = ChatConversation(tuple(prompt.turns), request.add_generation_prompt, request.chat_template_kwargs)
         prompt_ids = prompt.token_ids
         if request.top_logprobs is not None and not request.logprobs:
             raise bad_request("top_logprobs requires logprobs=true", "top_logprobs")
@@ -51,8 +59,6 @@ class ChatServing(ServingBase):
                                    request.max_completion_tokens or request.max_tokens)
         logprobs = (request.top_logprobs or 0) if request.logprobs else None
         arrival, base_id = time.monotonic(), uuid.uuid4().hex
-        chat = ChatConversation(tuple(conversation(request.messages)), request.add_generation_prompt,
-                                request.chat_template_kwargs)
         streams = [stream_choice(engine, request.model, i, f"{base_id}-{i}", prompt_ids,
                                  build_spec(request, engine, max_tokens, i, logprobs, None, extra),
                                  request.stop, self.metrics, arrival, chat=chat)

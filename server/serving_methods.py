@@ -8,6 +8,8 @@ The engine only sees token ids. Here the ``contrastive`` and ``steer`` blocks of
 * ``extra["steer"] = {"positions", "heads", "auto_heads", "strength", "negative_strength",
   "negative_fraction"}``: prompt token positions, ``"all"`` / ``"auto"`` / ``[(layer, head), ...]``
   and the strengths; standalone steering of the (single) sequence.
+* VCD: ``extra["contrastive"]`` with ``"noise_step"``, ``negative_prompt_ids`` the prompt itself.
+* ``extra["images"]``: the prompt's preprocessed ``pixel_values`` (chat with images).
 
 Engines advertise what they run in ``Engine.capabilities``: ``"steer"`` and ``"contrastive.<method>"``.
 A request asking for anything else is a 400 that names what would work.
@@ -33,6 +35,7 @@ class MethodPrompt(abc.ABC):
     every choice of the request."""
 
     token_ids: list[int]
+    pixel_values = None  # prompts with images: the preprocessed images (a tensor)
 
     def __init__(self) -> None:
         self._negative: list[int] | None = None
@@ -181,6 +184,15 @@ def method_extras(request: _SamplingFields, engine: Engine, prompt: MethodPrompt
             entry["negative_prompt_ids"] = list(prompt.token_ids)
             entry["steer"] = _steer_extra(ascd_steer, prompt, param)
             steer = None  # used by ascd, not as standalone steering
+        elif params.method == "vcd":
+            if prompt.pixel_values is None:
+                raise bad_request("vcd contrasts an image with a noised copy of it: send a chat message with an "
+                                  "image_url content part", "contrastive.method")
+            if params.negative_prompt is not None or params.negative_system_prompt is not None or params.steer:
+                raise bad_request("vcd's negative branch is the same prompt with noised images; negative_prompt, "
+                                  "negative_system_prompt and steer are for icd / ascd", "contrastive")
+            entry["negative_prompt_ids"] = list(prompt.token_ids)
+            entry["noise_step"] = params.noise_step
         else:
             if params.steer is not None:
                 raise bad_request(f"contrastive.steer is for method 'ascd', not {params.method!r}",
@@ -192,6 +204,8 @@ def method_extras(request: _SamplingFields, engine: Engine, prompt: MethodPrompt
         extra["contrastive"] = entry
     if steer is not None:
         extra["steer"] = _steer_extra(steer, prompt, "steer")
+    if prompt.pixel_values is not None:
+        extra["images"] = prompt.pixel_values
     return extra
 
 

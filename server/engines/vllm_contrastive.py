@@ -148,9 +148,8 @@ class ContrastivePairProcessor(LogitsProcessor):  # type: ignore[misc,valid-type
         """Force every present row of a split pair to a token its partner did not emit there."""
         if pair not in self.broken:
             self.broken.add(pair)
-            lengths = [len(self.rows[i].output_ids) if i is not None else "absent" for i in (pos, neg)]
-            log.error("contrastive pair %s split: positive branch at %s tokens, negative at %s; "
-                      "the request fails", pair, *lengths)
+            where = [f"at {len(self.rows[i].output_ids)} tokens" if i is not None else "absent" for i in (pos, neg)]
+            log.error("contrastive pair %s split: positive branch %s, negative %s; the request fails", pair, *where)
         vocab = logits.shape[-1]
         for index, partner in ((pos, neg), (neg, pos)):
             if index is None:

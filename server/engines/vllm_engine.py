@@ -21,7 +21,7 @@ from ..sampling import SamplingSpec
 from .base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, TokenLogprob
 from .vllm_admission import SequenceSlots, TogetherAdmitter
 from .vllm_contrastive import ContrastivePairProcessor
-from .vllm_pairs import ContrastivePairSplit, branch_overrides, finish_reason, verified_positive_stream
+from .vllm_pairs import ContrastivePairSplit, branch_overrides, finish_reason, pair_seed, verified_positive_stream
 
 __all__ = ["VLLMEngine", "ContrastivePairSplit"]
 
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
 MAX_LOGPROBS = 20
+PAIR_ATTEMPTS = 3
 
 
 def _on_gpu() -> bool:
@@ -217,13 +218,33 @@ class VLLMEngine(Engine):
                 )
 
     async def _generate_pair(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        """Run the pair; a split before the first token is retried (from scratch, same seed): the
+        usual cause is a long prompt pair whose prefill vLLM chunked into different steps, and the
+        retry finds both prompts in the prefix cache."""
+        seed = pair_seed(request.sampling)
+        for attempt in range(1, PAIR_ATTEMPTS + 1):
+            released = False
+            try:
+                async with contextlib.aclosing(self._run_pair(request, f"{request.request_id}#{attempt}", seed)) as outs:
+                    async for out in outs:
+                        released = True
+                        yield out
+                return
+            except ContrastivePairSplit as exc:
+                if released or attempt == PAIR_ATTEMPTS:
+                    raise
+                log.warning("retrying a contrastive pair that split before its first token (attempt %d of %d): %s",
+                            attempt, PAIR_ATTEMPTS, exc)
+
+    async def _run_pair(self, request: EngineRequest, pair_id: str, seed: int) -> AsyncIterator[EngineOutput]:
         from vllm.inputs.engine import tokens_input
 
-        positive, negative = (self._sampling_params(request.sampling, **o) for o in branch_overrides(request))
+        positive, negative = (self._sampling_params(request.sampling, **o)
+                              for o in branch_overrides(request, pair_id, seed))
         negative_ids = request.sampling.extra["contrastive"]["negative_prompt_ids"]
         queues = await self._admitter.admit([
-            (f"{request.request_id}+", tokens_input(request.prompt_token_ids), positive),
-            (f"{request.request_id}-", tokens_input(list(negative_ids)), negative),
+            (f"{pair_id}+", tokens_input(request.prompt_token_ids), positive),
+            (f"{pair_id}-", tokens_input(list(negative_ids)), negative),
         ])
         try:
             async with contextlib.aclosing(verified_positive_stream(request, *queues)) as outputs:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import secrets
 from typing import Any, AsyncIterator
 
+from ..sampling import SamplingSpec
 from .base import EngineOutput, EngineRequest
 from .vllm_contrastive import NEGATIVE, POSITIVE, pair_args
 
-__all__ = ["ContrastivePairSplit", "branch_overrides", "finish_reason", "verified_positive_stream"]
+__all__ = ["ContrastivePairSplit", "branch_overrides", "finish_reason", "pair_seed", "verified_positive_stream"]
 
 
 class ContrastivePairSplit(RuntimeError):
@@ -21,14 +22,18 @@ def finish_reason(vllm_reason: str | None) -> str | None:
     return vllm_reason if vllm_reason in ("stop", "length") else "abort"
 
 
-def branch_overrides(request: EngineRequest) -> list[dict[str, Any]]:
+def pair_seed(spec: SamplingSpec) -> int:
+    """The seed both branches share: the request's, or a random one (vLLM's unseeded draws differ per row)."""
+    return spec.seed if spec.seed is not None else secrets.randbelow(1 << 31)
+
+
+def branch_overrides(request: EngineRequest, pair_id: str, seed: int) -> list[dict[str, Any]]:
     """``SamplingParams`` overrides of the positive and negative branch. Both share one seed, so
     vLLM's sampler draws the same token from the identical rows the processor writes; logit bias
     and repetition penalty move into the processor, which applies them to the combined scores."""
     spec = request.sampling
-    seed = spec.seed if spec.seed is not None else secrets.randbelow(1 << 31)
     return [dict(seed=seed, logit_bias=None, repetition_penalty=1.0,
-                 extra_args=pair_args(request.request_id, role, spec.extra["contrastive"], spec.logit_bias,
+                 extra_args=pair_args(pair_id, role, spec.extra["contrastive"], spec.logit_bias,
                                       spec.repetition_penalty))
             for role in (POSITIVE, NEGATIVE)]
 

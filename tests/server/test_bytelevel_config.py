@@ -9,8 +9,7 @@ import sys
 import pytest
 
 from braid.server.config import load_settings
-
-from server_process import start_server
+from braid.server.models import ModelRegistry
 
 
 def _load(tmp_path, models):
@@ -69,10 +68,11 @@ def test_braid_serve_refuses_a_bad_config_before_loading_anything(tmp_path):
     assert "members[1].model: no model with id 'missing'" in result.stderr
 
 
-def test_a_source_that_cannot_be_loaded_stops_start_up_with_the_model_named(tmp_path, tiny_llama_dir):
-    settings = {"models": [
-        {"id": "duo", "kind": "ensemble", "members": [{"source": str(tiny_llama_dir)},
-                                                      {"source": str(tmp_path / "no-such-model")}]}]}
-    with pytest.raises(RuntimeError) as info:
-        start_server(settings, tmp_path, timeout=120)
-    assert "model 'duo': cannot load" in str(info.value)
+async def test_a_source_that_cannot_be_loaded_stops_start_up_with_the_model_named(tmp_path, tiny_llama_dir):
+    settings = _load(tmp_path, [
+        {"id": "duo", "kind": "ensemble", "members": [{"source": str(tmp_path / "no-such-model")},
+                                                      {"source": str(tiny_llama_dir)}]}])
+    registry = ModelRegistry(settings)  # what the app's start-up runs
+    with pytest.raises(RuntimeError, match="model 'duo': cannot load .*no-such-model.* for byte-level decoding"):
+        await registry.start()
+    await registry.shutdown()

@@ -7,6 +7,8 @@ outputs come back through each request's asyncio queue.
 Decoding methods (``capabilities``): contrastive ICD and ASCD (a request becomes a pair of
 sequences scheduled as one unit) and span steering (per-sequence attention score modifiers);
 see ``methods.py``. ``"auto"`` steering heads are profiled once per model (``head_profile.py``).
+LLaVA-style vision-language models also take images (``"images"``) and run VCD (``vision.py``
+merges image features into prefills).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from .methods import attach_methods, validate_methods, validate_positions
 from .model_runner import ModelRunner
 from .scheduler import Scheduler, Sequence
 from .step import run_step
+from .vision import ImageMerger, is_multimodal
 
 __all__ = ["HFEngine"]
 
@@ -55,7 +58,16 @@ class HFEngine(Engine):
         self.options = engine_options
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.config = AutoConfig.from_pretrained(model_path)
-        model_limit = getattr(self.config, "max_position_embeddings", None) or max_model_len or 2048
+        text_config = self.config.get_text_config()
+        self.multimodal = is_multimodal(self.config)
+        self.processor = None
+        if self.multimodal:
+            from transformers import AutoProcessor
+
+            self.processor = AutoProcessor.from_pretrained(model_path)
+            self.capabilities = self.capabilities | {"contrastive.vcd", "images"}
+        self.vocab_size = text_config.vocab_size
+        model_limit = getattr(text_config, "max_position_embeddings", None) or max_model_len or 2048
         if max_model_len is not None and max_model_len > model_limit:
             log.warning("%s: max_model_len %d capped at the model's %d", name, max_model_len, model_limit)
         self.max_model_len = min(max_model_len or model_limit, model_limit)
@@ -64,7 +76,6 @@ class HFEngine(Engine):
         self._thread: threading.Thread | None = None
         self.scheduler: Scheduler | None = None
         self.runner: ModelRunner | None = None
-        text_config = self.config.get_text_config()
         self.num_layers, self.num_heads = text_config.num_hidden_layers, text_config.num_attention_heads
         self._head_profile: HeadProfile | None = None
 
@@ -76,20 +87,23 @@ class HFEngine(Engine):
         self._thread.start()
 
     def _load(self) -> None:
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
         torch_dtype = self._torch_dtype()
-        model = AutoModelForCausalLM.from_pretrained(
-            self.model_path, dtype=torch_dtype, attn_implementation=attention.register(),
-        ).to(self.device).eval()
-        cfg = model.config
+        if self.multimodal:  # slot attention in the language model only; the vision tower keeps its own
+            auto, attn = AutoModelForImageTextToText, {"text_config": attention.register()}
+        else:
+            auto, attn = AutoModelForCausalLM, attention.register()
+        model = auto.from_pretrained(self.model_path, dtype=torch_dtype, attn_implementation=attn)
+        model = model.to(self.device).eval()
+        cfg = model.config.get_text_config()
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         cache = SlotKVCache(
             cfg.num_hidden_layers, getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads, head_dim,
             dtype=next(model.parameters()).dtype, device=self.device, max_len=self.max_model_len,
             memory_bytes=self._kv_budget(),
         )
-        self.runner = ModelRunner(model, cache)
+        self.runner = ModelRunner(model, cache, ImageMerger(model) if self.multimodal else None)
         self.scheduler = Scheduler(
             self.max_num_seqs,
             int(self.options.get("max_num_batched_tokens") or max(self.max_model_len, 2048)),
@@ -149,7 +163,7 @@ class HFEngine(Engine):
                 self._inbox.put(("abort", request.request_id))
 
     def validate(self, sampling: SamplingSpec) -> None:
-        vocab = self.config.vocab_size
+        vocab = self.vocab_size
         validate_methods(sampling.extra, self.name, self.capabilities, self.max_num_seqs, vocab, self.max_model_len,
                          self.num_layers, self.num_heads)
         if sampling.max_tokens < 1:
@@ -161,7 +175,7 @@ class HFEngine(Engine):
 
     def _validate(self, request: EngineRequest) -> None:
         self.validate(request.sampling)
-        n, vocab = len(request.prompt_token_ids), self.config.vocab_size
+        n, vocab = len(request.prompt_token_ids), self.vocab_size
         if request.request_id in self._outboxes:
             raise EngineError(f"request id {request.request_id!r} is already running")
         if n == 0:

@@ -7,7 +7,11 @@ the attention score modifiers of steering.
 * ``contrastive`` ASCD: a negative branch over the same prompt; the positive branch is
   up-steered in the selected heads (:class:`SpanSteering`), the negative one suppresses its most
   attended steered keys in all heads (:class:`AttentionSuppression`).
+* ``contrastive`` VCD: a negative branch over the same prompt whose images are noised by forward
+  diffusion (``noise_step``; seeded by the request's seed, see ``decoding.visual_noise``).
 * ``steer``: the sequence itself is up-steered.
+* ``images``: the preprocessed ``pixel_values`` of the prompt's images (multimodal models); both
+  branches of a pair see them (VCD's negative branch noised).
 
 Heads are ``"all"``, ``[(layer, head), ...]`` or ``"auto"`` (resolved by a
 :class:`~braid.server.engines.hf.head_profile.HeadProfile`).
@@ -19,6 +23,7 @@ from typing import Callable
 import torch
 
 from ...decoding.steering import steer_scores, suppress_scores
+from ...decoding.visual_noise import noise_image
 from ..base import EngineError
 from .scheduler import Sequence
 
@@ -90,9 +95,16 @@ def attach_methods(seq: Sequence, num_layers: int, num_heads: int, resolve_auto:
         masks = head_masks(cfg["heads"], num_layers, num_heads, resolve_auto, cfg["auto_heads"], device)
         return SpanSteering(cfg["positions"], masks, cfg["strength"], device)
 
+    images = extra.get("images")
+    if images is not None:
+        seq.extra["pixel_values"] = images
     if contrastive is not None:
         negative_ids = list(contrastive["negative_prompt_ids"])
         seq.negative = Sequence(seq.request_id + NEGATIVE_SUFFIX, negative_ids, len(negative_ids), seq.sampling)
+        if contrastive["method"] == "vcd":
+            seq.negative.extra["pixel_values"] = noise_image(images, contrastive["noise_step"], seq.sampling.seed)
+        elif images is not None:
+            seq.negative.extra["pixel_values"] = images
         if contrastive["method"] == "ascd":
             cfg = contrastive["steer"]
             seq.score_modifier = steering(cfg)
@@ -105,9 +117,11 @@ def attach_methods(seq: Sequence, num_layers: int, num_heads: int, resolve_auto:
 def validate_methods(extra: dict, name: str, capabilities: frozenset[str], max_num_seqs: int, vocab: int,
                      max_model_len: int, num_layers: int, num_heads: int) -> None:
     """Raise ``EngineError`` for a ``SamplingSpec.extra`` this engine cannot run."""
-    unknown = sorted(set(extra) - {"contrastive", "steer"})
+    unknown = sorted(set(extra) - {"contrastive", "steer", "images"})
     if unknown:
         raise EngineError(f"the transformers engine of model {name!r} does not support {unknown}")
+    if "images" in extra and "images" not in capabilities:
+        raise EngineError(f"model {name!r} is not a vision-language model: it does not accept image inputs")
     contrastive = extra.get("contrastive")
     if contrastive is not None:
         if f"contrastive.{contrastive['method']}" not in capabilities:
@@ -123,6 +137,8 @@ def validate_methods(extra: dict, name: str, capabilities: frozenset[str], max_n
             raise EngineError(f"the negative prompt has {len(ids)} tokens; this model's context is {max_model_len}")
         if contrastive["method"] == "ascd":
             _validate_steer(contrastive["steer"], name, num_layers, num_heads)
+        if contrastive["method"] == "vcd" and extra.get("images") is None:
+            raise EngineError("vcd contrasts the prompt's images with noised copies: the request has no images")
     if extra.get("steer") is not None:
         _validate_steer(extra["steer"], name, num_layers, num_heads)
 

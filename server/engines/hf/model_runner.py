@@ -6,6 +6,7 @@ import torch
 from .attention import BatchMeta, SequenceMeta
 from .kv_cache import SlotKVCache
 from .scheduler import Sequence
+from .vision import ImageMerger
 
 __all__ = ["ModelRunner", "StepLogits"]
 
@@ -21,9 +22,10 @@ class StepLogits:
 
 
 class ModelRunner:
-    def __init__(self, model, cache: SlotKVCache):
+    def __init__(self, model, cache: SlotKVCache, images: ImageMerger | None = None):
         self.model = model
         self.cache = cache
+        self.images = images  # multimodal models: merges image features into prefills
         self.device = next(model.parameters()).device
 
     @torch.inference_mode()
@@ -59,8 +61,12 @@ class ModelRunner:
             first = ends[i] - metas[i].num_new
             prompt_rows[i] = (len(keep), seqs[i].num_prompt_tokens - 1)
             keep.extend(range(first, first + seqs[i].num_prompt_tokens - 1))
+        ids = torch.tensor(input_ids, dtype=torch.long, device=dev)
+        with_images = self.images.wanted(seqs, metas) if self.images is not None else []
+        inputs = ({"inputs_embeds": self.images.embeds(ids, seqs, metas, with_images)[None]} if with_images
+                  else {"input_ids": ids[None]})
         out = self.model(
-            input_ids=torch.tensor([input_ids], dtype=torch.long, device=dev),
+            **inputs,
             position_ids=positions_t[None],
             use_cache=False,
             logits_to_keep=torch.tensor(keep, dtype=torch.long, device=dev),

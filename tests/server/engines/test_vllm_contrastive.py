@@ -3,6 +3,7 @@ computed here from two plain transformers forward passes per step (float64, no B
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 import pytest_asyncio
@@ -15,6 +16,7 @@ from braid.server.sampling import SamplingSpec
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 MAX_NUM_SEQS = 12
+MAX_BATCHED_TOKENS = 256  # vLLM chunks longer prefills (block size 128 on CPU)
 PROMPTS = [[5, 17, 42], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], [200, 150, 100, 50, 25], [300, 7], [60, 61, 62, 63]]
 NEGATIVES = [[9, 8, 7, 6], [40, 41, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], [44], [300, 8, 9], [61, 60, 62]]
 
@@ -22,7 +24,7 @@ NEGATIVES = [[9, 8, 7, 6], [40, 41, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def engine(tiny_llama_dir):
     eng = VLLMEngine("tiny", str(tiny_llama_dir), dtype="float32", max_num_seqs=MAX_NUM_SEQS,
-                     enforce_eager=True, kv_cache_memory_bytes=256 << 20)
+                     max_num_batched_tokens=MAX_BATCHED_TOKENS, enforce_eager=True, kv_cache_memory_bytes=256 << 20)
     await eng.start()
     yield eng
     await eng.shutdown()
@@ -137,6 +139,19 @@ async def test_closing_the_stream_aborts_both_branches(engine):
     await stream.aclose()
     assert engine._engine.output_processor.get_num_unfinished_requests() == 0
     assert engine._slots.used == 0 and engine.stats().running == 0
+
+
+async def test_prompts_chunked_into_different_steps_are_retried(engine, reference, caplog):
+    """Together longer than max_num_batched_tokens, the two prompts prefill in different steps:
+    the first attempt splits before its first token, the retry finds both prompts cached."""
+    model, _ = reference
+    prompt = [3 + (7 * i) % 300 for i in range(200)]
+    negative = [44, 45, 46] + prompt
+    assert len(prompt) + len(negative) > MAX_BATCHED_TOKENS
+    with caplog.at_level(logging.WARNING, logger="braid.server.engines.vllm_engine"):
+        _, tokens = await run(engine, "long", prompt, icd(6, negative))
+    assert "split before its first token (attempt 1 of 3)" in caplog.text and "attempt 2" not in caplog.text
+    assert tokens == icd_reference(model, prompt, negative, 6)
 
 
 async def test_split_pair_fails_loudly(engine, reference, monkeypatch):

@@ -91,8 +91,8 @@ def test_a_split_pair_is_detected_and_forced_apart(caplog):
                             (2, branch("e", POSITIVE), POS_PROMPT, [])))  # "e": negative branch absent
     with caplog.at_level(logging.ERROR, logger="braid.server.engines.vllm_contrastive"):
         out = proc.apply(torch.randn(3, 20))
-    assert "pair d split: positive branch at 3 tokens, negative at 2" in caplog.text
-    assert "pair e split: positive branch at 0 tokens, negative at absent" in caplog.text
+    assert "pair d split: positive branch at 3 tokens, negative at 2 tokens" in caplog.text
+    assert "pair e split: positive branch at 0 tokens, negative absent" in caplog.text
     chosen = [int(row.argmax()) for row in out]
     assert all(int(torch.isfinite(row).sum()) == 1 for row in out)  # one-hot: vLLM must sample it
     assert chosen[1] != pos_out[2]  # the negative's token 3 differs from the positive's token 3

@@ -193,6 +193,12 @@ def sentencepiece_setup():
     return _setup(sentencepiece_tokenizer(), seed=2)
 
 
+@pytest.fixture(scope="session")
+def byte_level_setup_b():
+    """Another model over the byte-level tokenizer (a third member for ensembles and proxy-tuning)."""
+    return _setup(byte_level_tokenizer(), seed=3)
+
+
 @pytest.fixture(scope="session", params=["byte_level", "sentencepiece"])
 def setup_and_brute_force(request, byte_level_setup, sentencepiece_setup):
     setup = byte_level_setup if request.param == "byte_level" else sentencepiece_setup

@@ -9,18 +9,16 @@ import pytest
 
 from braid.server.decoding.bytelevel import END, ByteEnsemble, ProxyTunedByteLM
 
-from conftest import _setup, byte_level_tokenizer
 from test_exactness import BYTES
 
 MAX_TOKENS = 3  # brute force depth: next-byte distributions are exact for prefixes up to 2 bytes
 
 
 @pytest.fixture(scope="module")
-def members(byte_level_setup, sentencepiece_setup):
+def members(byte_level_setup, sentencepiece_setup, byte_level_setup_b):
     """Three tiny models over two tokenizers: their byte LMs (shared, so their caches are reused)
     and their brute-force enumerations."""
-    third = _setup(byte_level_tokenizer(), seed=3)
-    setups = [byte_level_setup, sentencepiece_setup, third]
+    setups = [byte_level_setup, sentencepiece_setup, byte_level_setup_b]
     return [s.byte_lm() for s in setups], [s.brute_force(MAX_TOKENS) for s in setups]
 
 

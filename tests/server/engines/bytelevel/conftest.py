@@ -7,8 +7,7 @@ import pytest
 from server_process import start_server, stop_server
 
 from bytelevel_reference import ReferenceSources
-
-API_KEY = "bytes-key"
+from bytelevel_server_settings import bytelevel_settings
 
 
 @pytest.fixture(scope="session")
@@ -24,24 +23,6 @@ def tiny_anti_dir(tmp_path_factory):
     from tiny_models import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-anti"), seed=3)
-
-
-def bytelevel_settings(tiny_llama_dir, tiny_sentencepiece_dir, tiny_anti_dir) -> dict:
-    f64 = {"dtype": "float64"}
-    return {
-        "api_key": API_KEY,
-        "log_level": "info",
-        "models": [
-            {"id": "tiny", "source": str(tiny_llama_dir), "engine": "transformers", "dtype": "float32"},
-            {"id": "bytes", "kind": "bytelevel", "source": str(tiny_llama_dir), **f64},
-            {"id": "duo", "kind": "ensemble", "mode": "mix", **f64,
-             "members": [{"model": "tiny", "weight": 0.7}, {"source": str(tiny_sentencepiece_dir), "weight": 0.3}]},
-            {"id": "prod", "kind": "ensemble", "mode": "product", **f64,
-             "members": [{"model": "bytes", "weight": 1.0}, {"source": str(tiny_sentencepiece_dir), "weight": 0.5}]},
-            {"id": "px", "kind": "proxy", "alpha": 0.5, **f64, "base": {"source": str(tiny_sentencepiece_dir)},
-             "expert": {"model": "bytes"}, "anti_expert": {"source": str(tiny_anti_dir)}},
-        ],
-    }
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 
 from braid.server.decoding.bytelevel import END
 
-from conftest import API_KEY
+from bytelevel_server_settings import API_KEY
 
 PROMPT = "Hi, café"  # a multi-byte character; the walk covers a dozen byte positions
 

@@ -9,7 +9,7 @@ import torch
 
 from braid.server.decoding.bytelevel import ByteLM, CanonicalityChecker, TokenVocabulary, TransformersLM
 
-from conftest import API_KEY
+from bytelevel_server_settings import API_KEY
 
 PROMPTS = ["The capit", "Hello wor", "def ad", "One, tw"]
 MAX_NEW = 6

@@ -1,0 +1,143 @@
+"""Shared parts of the byte-level benchmark and evaluation: the bundled models loaded the way
+the byte-level engine loads them, greedy decoding loops, the machine line, confidence intervals."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from braid.server.decoding.bytelevel import END, ByteLM, CharLM, TransformersLM
+from braid.server.decoding.bytelevel.char_lm import END_OF_TEXT
+
+__all__ = ["Model", "load_model", "token_greedy", "byte_greedy", "char_greedy", "machine_line", "mean_ci",
+           "wilson_ci", "BUNDLED_PAIR"]
+
+BUNDLED_PAIR = ("smollm2-135m-instruct", "gemma-3-270m")
+
+
+@dataclass
+class Model:
+    name: str
+    source: object  # braid.server.engines.bytelevel.sources.LoadedSource
+
+    @property
+    def text_context(self) -> tuple[int, ...]:
+        """Tokens before a plain text (as the server reads a completion prompt)."""
+        return tuple(self.source.text_context)
+
+    def encode(self, text: str) -> tuple[int, ...]:
+        return tuple(self.source.tokenizer.encode(text, add_special_tokens=False))
+
+    def byte_lm(self, context_ids=None, min_token_prob: float = 0.0, max_branches: int | None = None) -> ByteLM:
+        """A fresh `ByteLM` (own KV cache) after ``context_ids`` (default: the text context)."""
+        lm = TransformersLM(self.source.model, vocab_size=self.source.model.config.vocab_size)
+        return ByteLM(lm, self.source.vocab, self.source.checker, context_ids=context_ids or self.text_context,
+                      min_token_prob=min_token_prob, max_branches=max_branches)
+
+
+def load_model(name: str, home: Path | None = None) -> Model:
+    """A bundled model (converted once into ``$BRAID_HOME/models``), float32, read at byte level."""
+    import platformdirs
+
+    from braid.server.engines.bytelevel.sources import acquire_source
+    from braid.server.weights import resolve_source
+
+    home = home or Path(os.environ.get("BRAID_HOME") or platformdirs.user_cache_dir("braid"))
+    return Model(name, acquire_source(resolve_source(name, home), "float32"))
+
+
+@torch.no_grad()
+def token_greedy(model: Model, context_ids, n_chars: int) -> tuple[str, int]:
+    """Plain token-level greedy decoding (KV cache, one forward per token) until ``n_chars``
+    characters or EOS: (text, tokens generated)."""
+    net, tokenizer, eos = model.source.model, model.source.tokenizer, set(model.source.vocab.eos_ids)
+    ids, past, out, text = torch.tensor([list(context_ids)]), None, [], ""
+    while len(text) < n_chars:
+        result = net(input_ids=ids, past_key_values=past, use_cache=True)
+        past, token = result.past_key_values, int(result.logits[0, -1].argmax())
+        if token in eos:
+            break
+        out.append(token)
+        ids = torch.tensor([[token]])
+        text = tokenizer.decode(out)
+    return text, len(out)
+
+
+def byte_greedy(lm, n_chars: int, prefix: bytes = b"") -> str:
+    """Greedy over bytes (the most likely next byte each step) with any byte-level LM, until
+    ``n_chars`` whole characters or END."""
+    out = b""
+    while len(out.decode("utf-8", "ignore")) < n_chars:
+        symbol = int(np.argmax(lm.next_byte_logprobs(prefix + out)))
+        if symbol == END:
+            break
+        out += bytes([symbol])
+    return out.decode("utf-8", "replace")
+
+
+def char_greedy(char_lm: CharLM, n_chars: int) -> str:
+    """Greedy over characters, exactly: a multi-byte character is expanded only while its lead
+    byte is at least as likely as the best single-byte outcome (its probability is at most that)."""
+    text = ""
+    while len(text) < n_chars:
+        by_byte = char_lm.byte_lm.next_byte_logprobs(text.encode("utf-8"))
+        best_single = float(max(by_byte[:128].max(), by_byte[END]))
+        dist = char_lm.next_char_logprobs(text, min_logprob=best_single)
+        choice = max(dist, key=dist.get)
+        if choice == END_OF_TEXT:
+            break
+        text += choice
+    return text
+
+
+def machine_line() -> str:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{datetime.date.today().isoformat()}, {cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+            f"with {torch.get_num_threads()} thread(s), load average {load}")
+
+
+def mean_ci(values, weights=None, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(weighted mean, 95% bootstrap interval) over items."""
+    values = np.asarray(values, dtype=np.float64)
+    weights = np.ones_like(values) if weights is None else np.asarray(weights, dtype=np.float64)
+    mean = float((values * weights).sum() / weights.sum())
+    if len(values) < 2:
+        return mean, mean, mean
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(values), size=(resamples, len(values)))
+    boots = (values[picks] * weights[picks]).sum(1) / weights[picks].sum(1)
+    return mean, float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def wilson_ci(successes: int, n: int) -> tuple[float, float, float]:
+    """(proportion, 95% Wilson score interval)."""
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    z, p = 1.959964, successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, centre - half, centre + half
+
+
+class Stopwatch:
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __enter__(self):
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds += time.perf_counter() - self._start
