@@ -28,8 +28,10 @@ def serve(
              "Default: the bundled SmolLM2-135M-Instruct. Ignored when --config lists models."),
     served_name: Optional[str] = typer.Option(None, "--served-model-name", help="Model id clients use (default: --model)."),
     engine: Optional[str] = typer.Option(
-        None, "--engine", "-e", help="Engine: 'vllm' (vLLM's async engine, default) or 'transformers' "
-                                     "(PyTorch, needed by contrastive/steering/byte-level decoding)."),
+        None, "--engine", "-e", help="Engine: 'vllm' (vLLM's async engine, default; runs ICD) or 'transformers' "
+                                     "(PyTorch; runs ICD, ASCD, VCD and span steering). Byte-level models, "
+                                     "ensembles and proxy-tuning are defined in --config (kind: bytelevel, "
+                                     "ensemble, proxy)."),
     config: Optional[Path] = typer.Option(
         None, "--config", "-c", exists=True, dir_okay=False,
         help="YAML/TOML/JSON settings file; may list several models (id, source, engine, engine_options)."),
@@ -46,8 +48,10 @@ def serve(
     models = None
     if model is not None or engine is not None or max_model_len is not None:
         source = model or DEFAULT_MODEL
+        # The bundled model's de-quantized Q4 weights answer badly in bfloat16 (vLLM's CPU default).
+        dtype = "float32" if source == DEFAULT_MODEL else "auto"
         models = [ModelConfig(id=served_name or source, source=source, engine=engine or "vllm",
-                              max_model_len=max_model_len)]
+                              max_model_len=max_model_len, dtype=dtype)]
     try:
         settings = load_settings(config, host=host, port=port, api_key=api_key, log_level=log_level, models=models)
     except Exception as exc:

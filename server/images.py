@@ -66,6 +66,6 @@ def load_image(part: dict, param: str):
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise bad_request(f"the image could not be decoded: {exc}", param) from exc
     return image.convert("RGB")

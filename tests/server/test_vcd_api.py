@@ -10,16 +10,15 @@ import base64
 import io
 
 import httpx
-import numpy as np
 import openai
 import pytest
 import torch
 from PIL import Image
 
 from braid.server.decoding.visual_noise import noise_image
-from contrastive_reference import combine, one_thread
+from contrastive_reference import one_thread
 from server_process import start_server, stop_server
-from tiny_multimodal import IMAGE_TOKENS
+from vision_reference import encode, pair_greedy, picture
 
 KEY = "vision-key"
 STEPS = 8
@@ -47,10 +46,6 @@ def ref(tiny_llava_dir):
     return model, AutoProcessor.from_pretrained(tiny_llava_dir)
 
 
-def picture(seed: int) -> Image.Image:
-    return Image.fromarray((np.random.RandomState(seed).rand(40, 52, 3) * 255).astype("uint8"))
-
-
 def data_uri(image: Image.Image) -> str:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
@@ -60,31 +55,6 @@ def data_uri(image: Image.Image) -> str:
 def image_messages(url: str, text: str = QUESTION) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
                                          {"type": "text", "text": text}]}]
-
-
-def encode(processor, image: Image.Image, text: str = QUESTION):
-    turns = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-    rendered = processor.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-    enc = processor(text=[rendered], images=[image], return_tensors="pt", add_special_tokens=False)
-    assert int((enc["input_ids"] == processor.tokenizer.convert_tokens_to_ids("<image>")).sum()) == IMAGE_TOKENS
-    return enc
-
-
-@torch.no_grad()
-def vcd_reference(model, enc, noised: torch.Tensor, alpha: float, beta: float, eos: int):
-    """Greedy VCD: every step, two full forwards (clean and noised image) combined in float64."""
-    ids, tokens, dists = enc["input_ids"][0].tolist(), [], []
-    with one_thread():
-        for _ in range(STEPS):
-            x = torch.tensor([ids + tokens])
-            logp = model(input_ids=x, pixel_values=enc["pixel_values"]).logits[0, -1].double().log_softmax(-1)
-            logn = model(input_ids=x, pixel_values=noised).logits[0, -1].double().log_softmax(-1)
-            dist = combine(logp, logn, alpha, beta).log_softmax(-1)
-            tokens.append(int(dist.argmax()))
-            dists.append(dist)
-            if tokens[-1] == eos:
-                break
-    return tokens, dists
 
 
 def chat(server, body: dict) -> httpx.Response:
@@ -98,18 +68,21 @@ async def test_vcd_plain_image_and_text_requests_together_match_references(visio
     image, other = picture(0), picture(1)
     path = tmp_path / "other.png"
     other.save(path)
-    enc, enc_other = encode(processor, image), encode(processor, other)
+    ids, pixels = encode(processor, [image], QUESTION)
+    other_ids, other_pixels = encode(processor, [other], QUESTION)
     with one_thread(), torch.no_grad():
-        plain_want = model.generate(**enc, max_new_tokens=STEPS, do_sample=False)[0, enc["input_ids"].shape[1]:]
-        other_want = model.generate(**enc_other, max_new_tokens=STEPS, do_sample=False)[0,
-                                                                                        enc["input_ids"].shape[1]:]
-    assert plain_want.tolist() != other_want.tolist()  # the image decides the answer
-    noised = noise_image(enc["pixel_values"], 300, seed=7)
-    vcd_want, vcd_dists = vcd_reference(model, enc, noised, 1.0, 0.1, eos)
-    assert vcd_want != plain_want.tolist()[:len(vcd_want)]  # the contrast changes the answer
+        plain_want = model.generate(input_ids=torch.tensor([ids]), pixel_values=pixels, max_new_tokens=STEPS,
+                                    do_sample=False)[0, len(ids):].tolist()
+        other_want = model.generate(input_ids=torch.tensor([other_ids]), pixel_values=other_pixels,
+                                    max_new_tokens=STEPS, do_sample=False)[0, len(other_ids):].tolist()
+    assert plain_want != other_want  # the image decides the answer
+    vcd_want, vcd_dists = pair_greedy(model, ids, pixels, ids, noise_image(pixels, 300, seed=7), STEPS, eos)
+    assert vcd_want != plain_want[:len(vcd_want)]  # the contrast changes the answer
+    neg_ids, _ = encode(processor, [image], QUESTION, system="Be confused.")
+    icd_want, _ = pair_greedy(model, ids, pixels, neg_ids, pixels, STEPS, eos, alpha=0.5)
 
     client = openai.AsyncOpenAI(base_url=vision_server.base_url, api_key=KEY, max_retries=0, timeout=300)
-    vcd, plain, from_file, text = await asyncio.gather(
+    vcd, plain, from_file, text, icd = await asyncio.gather(
         client.chat.completions.create(model="vision", messages=image_messages(data_uri(image)), max_tokens=STEPS,
                                        temperature=0, seed=7, logprobs=True, top_logprobs=3,
                                        extra_body={"contrastive": {"method": "vcd", "noise_step": 300}}),
@@ -118,10 +91,15 @@ async def test_vcd_plain_image_and_text_requests_together_match_references(visio
         client.chat.completions.create(model="vision", messages=image_messages(f"file://{path}"), max_tokens=STEPS,
                                        temperature=0),
         client.chat.completions.create(model="vision", messages=[{"role": "user", "content": QUESTION}],
-                                       max_tokens=STEPS, temperature=0))
+                                       max_tokens=STEPS, temperature=0),
+        client.chat.completions.create(model="vision", messages=image_messages(data_uri(image)), max_tokens=STEPS,
+                                       temperature=0, extra_body={"contrastive": {
+                                           "method": "icd", "alpha": 0.5, "negative_system_prompt": "Be confused."}}))
     assert plain.choices[0].message.content == tokenizer.decode(plain_want, skip_special_tokens=True)
     assert from_file.choices[0].message.content == tokenizer.decode(other_want, skip_special_tokens=True)
-    assert plain.usage.prompt_tokens == enc["input_ids"].shape[1]
+    assert plain.usage.prompt_tokens == len(ids)
+    assert icd.choices[0].message.content == tokenizer.decode(icd_want, skip_special_tokens=True)
+    assert icd.usage.prompt_tokens == len(ids) + len(neg_ids)
 
     assert vcd.choices[0].message.content == tokenizer.decode(vcd_want, skip_special_tokens=True)
     entries = vcd.choices[0].logprobs.content
@@ -129,11 +107,11 @@ async def test_vcd_plain_image_and_text_requests_together_match_references(visio
     for token, entry, dist in zip(vcd_want, entries, vcd_dists):
         assert entry.logprob == pytest.approx(float(dist[token]), abs=1e-4)
         assert [t.logprob for t in entry.top_logprobs] == pytest.approx(dist.topk(3).values.tolist(), abs=1e-4)
-    assert vcd.usage.prompt_tokens == 2 * enc["input_ids"].shape[1]  # both branches read the prompt
+    assert vcd.usage.prompt_tokens == 2 * len(ids)  # both branches read the prompt
 
     text_ids = processor.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True,
                                              tokenize=True, return_dict=True, return_tensors="pt")["input_ids"]
-    with one_thread(), torch.no_grad():
+    with one_thread(), torch.no_grad():  # a vision model answers text-only chats as a language model
         text_want = model.generate(input_ids=text_ids, max_new_tokens=STEPS, do_sample=False)[0, text_ids.shape[1]:]
     assert text.choices[0].message.content == tokenizer.decode(text_want, skip_special_tokens=True)
 
@@ -157,15 +135,14 @@ def test_vcd_alpha_zero_is_plain_decoding(vision_server):
     ("text", image_messages("data:image/png;base64,AAAA"), None, "does not accept image"),
     ("vision", [{"role": "user", "content": QUESTION}], {"method": "vcd"}, "image_url"),
     ("text", [{"role": "user", "content": QUESTION}], {"method": "vcd"}, "multimodal"),
-    ("vision", image_messages("data:image/png;base64,AAAA"), {"method": "vcd", "negative_system_prompt": "x"},
-     "noised"),
+    ("vision", None, {"method": "vcd", "negative_system_prompt": "x"}, "noised"),
+    ("vision", None, {"method": "ascd", "steer": {"spans": [[0, 4]]}}, "not available for prompts with images"),
 ])
 def test_bad_image_requests_are_400_with_openai_error_shape(vision_server, model, messages, contrastive, needle):
-    body = {"model": model, "messages": messages}
+    # messages None: a valid image, so the request gets as far as the method check
+    body = {"model": model, "messages": messages or image_messages(data_uri(picture(3)))}
     if contrastive is not None:
         body["contrastive"] = contrastive
-    if needle == "noised":  # a valid image, so the request gets as far as the method check
-        body["messages"] = image_messages(data_uri(picture(3)))
     response = chat(vision_server, body)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
