@@ -7,9 +7,11 @@ level. Methods and levels are interleaved over ``--rounds`` rounds so that load 
 processes on the machine hits all of them alike; the median over rounds is reported.
 
 Measured per request from the stream: decode time per token = (last token - first token) /
-(tokens - 1), and time to first token. Printed: both, output throughput, and each method's ratio
-to plain decoding on the same engine at the same concurrency (the issue's goal: contrastive
-decoding at most 1.5x plain per token). A method an engine cannot run (400) is listed as such.
+(tokens - 1), and time to first token; per wave: output throughput and the server's CPU time
+(all its processes, user + system) per output token, which other processes on a shared machine
+disturb much less than wall time. Printed: all of them and each method's ratio to plain decoding
+on the same engine at the same concurrency (the issue's goal: contrastive decoding at most 1.5x
+plain per token). A method an engine cannot run (400) is listed as such.
 
     .venv/bin/python benchmarks/contrastive.py --help
 """
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -53,6 +56,7 @@ class Sample:
     per_token: list[float] = field(default_factory=list)  # seconds, one per request
     ttft: list[float] = field(default_factory=list)
     throughput: list[float] = field(default_factory=list)  # output tok/s, one per wave
+    cpu_per_token: list[float] = field(default_factory=list)  # server CPU seconds / output token, one per wave
 
 
 async def one_request(client: httpx.AsyncClient, body: dict) -> tuple[float, float, int]:
@@ -89,17 +93,32 @@ async def probe(client: httpx.AsyncClient, method: str) -> str | None:
     return None if response.status_code == 200 else f"{response.status_code}: {response.json()['error']['message']}"
 
 
-async def wave(client: httpx.AsyncClient, method: str, concurrency: int, max_tokens: int, sample: Sample) -> None:
-    start = time.perf_counter()
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the server and its child processes (vLLM's engine core)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+async def wave(client: httpx.AsyncClient, pid: int, method: str, concurrency: int, max_tokens: int,
+               sample: Sample) -> None:
+    start, cpu = time.perf_counter(), server_cpu(pid)
     results = await asyncio.gather(*(one_request(client, request_body(method, max_tokens))
                                      for _ in range(concurrency)))
     sample.throughput.append(concurrency * max_tokens / (time.perf_counter() - start))
+    sample.cpu_per_token.append((server_cpu(pid) - cpu) / (concurrency * max_tokens))
     for ttft, per_token, _ in results:
         sample.ttft.append(ttft)
         sample.per_token.append(per_token)
 
 
-async def bench_engine(base: str, methods: list[str], levels: list[int], rounds: int, max_tokens: int,
+async def bench_engine(base: str, pid: int, methods: list[str], levels: list[int], rounds: int, max_tokens: int,
                        label: str) -> tuple[dict, dict]:
     table: dict[tuple[str, int], Sample] = {}
     unsupported: dict[str, str] = {}
@@ -109,12 +128,13 @@ async def bench_engine(base: str, methods: list[str], levels: list[int], rounds:
                 unsupported[method] = error
         runnable = [m for m in methods if m not in unsupported]
         for method in runnable:  # warm-up (head profiling for "auto", first-call overheads)
-            await wave(client, method, 1, 4, Sample())
+            await wave(client, pid, method, 1, 4, Sample())
         with tqdm(total=rounds * len(levels) * len(runnable), desc=label, file=sys.stderr) as bar:
-            for _ in range(rounds):
+            for round_ in range(rounds):
                 for level in levels:
-                    for method in runnable:
-                        await wave(client, method, level, max_tokens, table.setdefault((method, level), Sample()))
+                    for method in runnable if round_ % 2 == 0 else runnable[::-1]:  # cancels drift
+                        await wave(client, pid, method, level, max_tokens,
+                                   table.setdefault((method, level), Sample()))
                         bar.update()
     return table, unsupported
 
@@ -137,18 +157,20 @@ def report(results: dict, args, load: tuple[float, float]) -> str:
              f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()} {os.cpu_count()} cores "
              f"({platform.processor() or platform.platform()}), {args.threads or 'default'} torch threads, load avg {load[0]:.1f} at start / {load[1]:.1f} at end "
              "(shared with other processes)", "",
-             "| engine | method | concurrency | ms / token | x plain | TTFT ms | x plain | output tok/s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| engine | method | concurrency | ms / token | x plain | server CPU ms / token | x plain | "
+             "TTFT ms | x plain | output tok/s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for engine, (table, unsupported) in results.items():
         for (method, level), s in table.items():
             base = table.get(("plain", level))
-            per_token, ttft = statistics.median(s.per_token), statistics.median(s.ttft)
-            ratio = f"{per_token / statistics.median(base.per_token):.2f}" if base else "n/a"
-            tratio = f"{ttft / statistics.median(base.ttft):.2f}" if base else "n/a"
-            lines.append(f"| {engine} | {method} | {level} | {per_token * 1000:.1f} | {ratio} | {ttft * 1000:.0f} | "
-                         f"{tratio} | {statistics.median(s.throughput):.1f} |")
+            cells = []
+            for attribute, scale, digits in (("per_token", 1000, 1), ("cpu_per_token", 1000, 1), ("ttft", 1000, 0)):
+                value = statistics.median(getattr(s, attribute))
+                ratio = value / statistics.median(getattr(base, attribute)) if base else float("nan")
+                cells += [f"{value * scale:.{digits}f}", f"{ratio:.2f}"]
+            lines.append(f"| {engine} | {method} | {level} | {' | '.join(cells)} | "
+                         f"{statistics.median(s.throughput):.1f} |")
         for method, error in unsupported.items():
-            lines.append(f"| {engine} | {method} | - | not served: {error[:120]} | | | | |")
+            lines.append(f"| {engine} | {method} | - | not served: {error[:120]} | | | | | | |")
     return "\n".join(lines)
 
 
@@ -159,7 +181,7 @@ def main() -> None:
     parser.add_argument("--methods", default="plain,icd,ascd,steer",
                         help="comma list of plain, icd, ascd, steer (each probed; a 400 is reported, not fatal)")
     parser.add_argument("--concurrency", default="1,8", help="comma list of concurrency levels (one wave each)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are reported")
     parser.add_argument("--max-tokens", type=int, default=32, help="output tokens per request")
     parser.add_argument("--out", default="", help="also write the table to benchmarks/results/OUT.md")
     parser.add_argument("--threads", type=int, default=0,
@@ -178,8 +200,8 @@ def main() -> None:
             server = start_server(settings(engine, args.model), workdir, timeout=900,
                                   env={"VLLM_CACHE_ROOT": str(workdir / "vllm-cache"), **thread_env(args.threads)})
             try:
-                results[engine] = asyncio.run(bench_engine(server.root_url, methods, levels, args.rounds,
-                                                           args.max_tokens, engine))
+                results[engine] = asyncio.run(bench_engine(server.root_url, server.process.pid, methods, levels,
+                                                           args.rounds, args.max_tokens, engine))
             finally:
                 stop_server(server)
     text = report(results, args, (load_start, os.getloadavg()[0]))

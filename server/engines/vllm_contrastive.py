@@ -81,7 +81,7 @@ except ImportError:  # vLLM not installed: the transformers engine still works
 
 
 class ContrastivePairProcessor(LogitsProcessor):  # type: ignore[misc,valid-type]
-    """Registered with every vLLM engine Braid starts; a no-op for requests without ``PAIR_KEY``."""
+    """Registered by ``VLLMEngine`` (vLLM's V1 model runner); a no-op for requests without ``PAIR_KEY``."""
 
     def __init__(self, vllm_config, device: torch.device, is_pin_memory: bool) -> None:
         self.rows: dict[int, _Row] = {}  # persistent-batch index -> branch
