@@ -155,7 +155,8 @@ def report(results: dict, args, load: tuple[float, float]) -> str:
     lines = [f"# decoding-method benchmark, {args.model} float32, chat prompt ~90 tokens, {args.max_tokens} output "
              f"tokens/request (ignore_eos), median of {args.rounds} interleaved rounds; "
              f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()} {os.cpu_count()} cores "
-             f"({platform.processor() or platform.platform()}), {args.threads or 'default'} torch threads, load avg {load[0]:.1f} at start / {load[1]:.1f} at end "
+             f"({platform.processor() or platform.platform()}), {args.threads or 'default'} torch threads, "
+             f"load avg {load[0]:.1f} at start / {load[1]:.1f} at end "
              "(shared with other processes)", "",
              "| engine | method | concurrency | ms / token | x plain | server CPU ms / token | x plain | "
              "TTFT ms | x plain | output tok/s |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import platform
 import signal
@@ -110,12 +111,13 @@ async def evaluate(base_url: str, args, render) -> tuple[list[dict], dict]:
     for name, method, alpha, strength in configs(args.methods):
         jobs = [method_job(method, p, alpha, strength, render) for p in prompts]
         answers = await ask_all(client, jobs, args.max_tokens, args.concurrency, name)
-        for p, answer in zip(prompts, answers):
-            records.append({"config": name, "relation": p.relation, "subject": p.subject, "real": p.real,
-                            "counterfactual": p.counterfactual, "wrapper": p.wrapper, "prompt": p.text,
-                            "span": p.span, "answer": answer, "label": label(answer, p.real, p.counterfactual),
+        for i, (p, answer) in enumerate(zip(prompts, answers)):
+            records.append({"config": name, "prompt_id": i, "answer": answer,
+                            "label": label(answer, p.real, p.counterfactual),
                             "known": (p.relation, p.subject) in known})
-    summary = {"facts": len(facts), "known": len(known), "prompts": len(prompts)}
+    summary = {"facts": len(facts), "known": len(known), "prompts": len(prompts),
+               "prompt_list": [dataclasses.asdict(p) for p in prompts],
+               "closed_book": [{"question": q, "real": real, "answer": a} for (_, _, real, q), a in zip(facts, closed)]}
     return records, summary
 
 
@@ -167,7 +169,7 @@ def main() -> None:
     header = (f"# context faithfulness, {args.model} (transformers, float32), {summary['prompts']} counterfactual "
               f"prompts, greedy, max_tokens={args.max_tokens}; model knows {summary['known']}/{summary['facts']} "
               f"facts closed-book; {time.strftime('%Y-%m-%d')}, {platform.machine()} {os.cpu_count()} cores, "
-              f"load avg {os.getloadavg()[0]:.1f}, {minutes:.1f} min")
+              f"load avg {os.getloadavg()[0]:.1f}, {args.threads or 'default'} torch threads, {minutes:.1f} min")
     meta = {"header": header, "title": f"SmolLM2-135M-Instruct, {summary['prompts']} counterfactual prompts",
             "args": vars(args), **summary}
     RESULTS.mkdir(exist_ok=True)

@@ -49,7 +49,7 @@ def _rate(k: int, n: int) -> str:
 def table(records: list[dict]) -> tuple[str, list[dict]]:
     """Markdown table (one row per config, the first config being the paired baseline) and plot rows."""
     names = list(dict.fromkeys(r["config"] for r in records))
-    baseline = {r["prompt"]: r["label"] == "faithful" for r in records if r["config"] == names[0]}
+    baseline = {r["prompt_id"]: r["label"] == "faithful" for r in records if r["config"] == names[0]}
     known_n = sum(r["known"] for r in records if r["config"] == names[0])
     lines = [f"| method | faithful (95% CI) | parametric (95% CI) | faithful, facts known closed-book (n={known_n}) "
              f"| fixed / broke vs {names[0]} | McNemar p |", "|---|---|---|---|---|---|"]
@@ -58,8 +58,8 @@ def table(records: list[dict]) -> tuple[str, list[dict]]:
         mine = [r for r in records if r["config"] == name]
         count = {kind: sum(r["label"] == kind for r in mine) for kind in ("faithful", "parametric")}
         known_faithful = sum(r["label"] == "faithful" for r in mine if r["known"])
-        fixed = sum(r["label"] == "faithful" and not baseline[r["prompt"]] for r in mine)
-        broke = sum(r["label"] != "faithful" and baseline[r["prompt"]] for r in mine)
+        fixed = sum(r["label"] == "faithful" and not baseline[r["prompt_id"]] for r in mine)
+        broke = sum(r["label"] != "faithful" and baseline[r["prompt_id"]] for r in mine)
         p = mcnemar_p(fixed, broke)
         paired = "" if name == names[0] else f"{p:.3f}" if p >= 0.001 else "<0.001"
         lines.append(f"| {name} | {_rate(count['faithful'], len(mine))} | {_rate(count['parametric'], len(mine))} | "
@@ -96,7 +96,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 
 def write(records: list[dict], meta: dict, stem: Path) -> str:
-    """Write STEM.jsonl (meta line, then every answer), STEM.md and STEM.png; return the markdown."""
+    """Write STEM.jsonl (a meta line with the prompts, then one line per answer), STEM.md and STEM.png;
+    return the markdown."""
     text, rows = table(records)
     markdown = f"{meta['header']}\n\n{text}\n"
     with open(stem.with_suffix(".jsonl"), "w") as f:
