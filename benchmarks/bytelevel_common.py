@@ -34,11 +34,20 @@ class Model:
     def encode(self, text: str) -> tuple[int, ...]:
         return tuple(self.source.tokenizer.encode(text, add_special_tokens=False))
 
-    def byte_lm(self, context_ids=None, min_token_prob: float = 0.0, max_branches: int | None = None) -> ByteLM:
+    def byte_lm(self, context_ids=None, min_token_prob: float = 0.0, max_branches: int | None = None,
+                always_check=b"") -> ByteLM:
         """A fresh `ByteLM` (own KV cache) after ``context_ids`` (default: the text context)."""
         lm = TransformersLM(self.source.model, vocab_size=self.source.model.config.vocab_size)
         return ByteLM(lm, self.source.vocab, self.source.checker, context_ids=context_ids or self.text_context,
-                      min_token_prob=min_token_prob, max_branches=max_branches)
+                      min_token_prob=min_token_prob, max_branches=max_branches, always_check=always_check)
+
+    @torch.no_grad()
+    def token_logprob(self, context_ids, text: str) -> tuple[float, int]:
+        """Token-level log P(the tokenizer's encoding of ``text`` | context), and its token count."""
+        ids = list(context_ids) + list(self.encode(text))
+        logits = self.source.model(input_ids=torch.tensor([ids])).logits[0].double().log_softmax(-1)
+        n = len(context_ids)
+        return float(logits[torch.arange(n - 1, len(ids) - 1), torch.tensor(ids[n:])].sum()), len(ids) - n
 
 
 def load_model(name: str, home: Path | None = None) -> Model:

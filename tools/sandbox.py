@@ -200,10 +200,21 @@ async def _run(code: str, limits: SandboxLimits, isolation: Isolation, workdir: 
         truncated = isinstance(exc, _OutputCapExceeded)
     finally:
         _kill_group(proc)
-        await proc.wait()
+        await _reap(proc)
         result_transport.close()
-    return _assemble(limits, isolation, proc.returncode, bytes(stdout), bytes(stderr), bytes(result_bytes),
+    returncode = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+    return _assemble(limits, isolation, returncode, bytes(stdout), bytes(stderr), bytes(result_bytes),
                      timed_out, truncated, time.monotonic() - started)
+
+
+async def _reap(proc) -> None:
+    """Wait for the killed process, bounded: a SIGCHLD handler elsewhere in the host process (an
+    in-process vLLM engine, say) can reap it before asyncio's child watcher sees it exit, and
+    then ``proc.wait()`` never returns."""
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=5)
+    except asyncio.TimeoutError:
+        pass
 
 
 def _assemble(limits: SandboxLimits, isolation: Isolation, returncode: int, stdout: bytes, stderr: bytes,

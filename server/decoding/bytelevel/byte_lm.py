@@ -30,14 +30,15 @@ __all__ = ["ByteLM", "END"]
 class ByteLM:
     def __init__(self, lm: LanguageModel, vocab: TokenVocabulary, checker: CanonicalityChecker,
                  context_ids=(), min_token_prob: float = 0.0, max_branches: int | None = None,
-                 always_check: bytes = b""):
+                 always_check: bytes | tuple[bytes, ...] = b""):
         """``context_ids``: fixed tokens before the text (BOS, a prompt), at least one token.
 
         ``min_token_prob`` > 0 skips the canonicality check for tokens below that probability
         (treated as masked) and ``max_branches`` caps the cover: both trade exactness for speed.
-        ``always_check``: a text to be scored; its own tokens (those spelling a piece of it where
-        a branch ends) are checked whatever their probability, so with ``min_token_prob`` > 0 it
-        never gets probability zero just because one of its tokens is rare. No effect when exact.
+        ``always_check``: a text to be scored (or several); its own tokens (those spelling a piece
+        of it where a branch ends) are checked whatever their probability, so with
+        ``min_token_prob`` > 0 it never gets probability zero just because one of its tokens is
+        rare (the probabilities still sum to one). No effect when exact.
         """
         if not context_ids:
             raise ValueError("context_ids needs at least one token (e.g. BOS)")
@@ -46,9 +47,9 @@ class ByteLM:
         self.min_token_prob = min_token_prob
         self.max_branches = max_branches
         self._tokens_by_first_byte = [np.flatnonzero(vocab.first_byte == b) for b in range(256)]
-        self.always_check = bytes(always_check)
+        self.always_check = (always_check,) if isinstance(always_check, bytes) else tuple(always_check)
         self._ids_of_bytes: dict[bytes, list[int]] = {}
-        if self.always_check and min_token_prob > 0:
+        if any(self.always_check) and min_token_prob > 0:
             for i, piece in enumerate(vocab.token_bytes):
                 if piece:
                     self._ids_of_bytes.setdefault(piece, []).append(i)
@@ -157,13 +158,17 @@ class ByteLM:
         return valid
 
     def _tokens_of_target(self, ids: tuple[int, ...]) -> list[int]:
-        """Tokens that spell the next piece of ``always_check`` after the text of ``ids``."""
-        text = self.vocab.decode(ids)
-        if not self.always_check.startswith(text) or len(text) == len(self.always_check):
+        """Tokens that spell the next piece of an ``always_check`` text after the text of ``ids``."""
+        if not self._ids_of_bytes:
             return []
-        rest = self.always_check[len(text):]
-        found = [i for k in range(1, min(len(rest), self._longest_token) + 1)
-                 for i in self._ids_of_bytes.get(rest[:k], ())]
-        if len(rest) < self._longest_token:  # tokens that reach past the end of the text
-            found += [int(t) for t in self._tokens_by_first_byte[rest[0]] if self.vocab.token_bytes[t].startswith(rest)]
+        text, found = self.vocab.decode(ids), []
+        for target in self.always_check:
+            if not target.startswith(text) or len(text) == len(target):
+                continue
+            rest = target[len(text):]
+            found += [i for k in range(1, min(len(rest), self._longest_token) + 1)
+                      for i in self._ids_of_bytes.get(rest[:k], ())]
+            if len(rest) < self._longest_token:  # tokens that reach past the end of the text
+                found += [int(t) for t in self._tokens_by_first_byte[rest[0]]
+                          if self.vocab.token_bytes[t].startswith(rest)]
         return found

@@ -91,8 +91,9 @@ class CanonicalityChecker:
         self._piece_ids.cache_clear()
 
     def valid_next_tokens(self, ids, candidates) -> np.ndarray:
-        """Boolean mask over ``candidates``: is ``ids + (t,)`` a valid prefix?"""
-        ids = tuple(ids)
+        """Boolean mask over ``candidates``: is ``ids + (t,)`` a valid prefix? ``ids`` itself must
+        be one (as every cover branch is)."""
+        ids = self._stable_suffix(tuple(ids))
         unknown = [int(t) for t in candidates if ids + (int(t),) not in self._valid_cache]
         if len(unknown) > 1 and not self.left_context and all(self.vocab.token_bytes[i] is not None for i in ids):
             for t in accept_by_encoding(self._backend, self.vocab.token_bytes, ids, unknown, self.probes,
@@ -102,6 +103,28 @@ class CanonicalityChecker:
                          for t in candidates], dtype=bool)
 
     # --- internals ----------------------------------------------------------------------
+    def _stable_suffix(self, ids: tuple[int, ...]) -> tuple[int, ...]:
+        """``ids`` without a leading part that ends at a segment boundary no continuation can move:
+        a token boundary starting a segment under every probe, with two more such starts after it
+        in the text, is out of the pre-tokenizer's look-ahead. The text before it is encoded on its
+        own, so what may follow depends only on the rest, asked about (and cached) as a text of
+        its own: checks cost the last few segments, not the whole text."""
+        if self.left_context or len(ids) < 4 or any(self.vocab.token_bytes[i] is None for i in ids):
+            return ids
+        split = split_incomplete_char(self.vocab.decode(ids))
+        if split is None:
+            return ids
+        head = split[0].decode("utf-8")
+        common = None
+        for probe in self.probes:
+            found = self._boundaries(head + probe, len(split[0]), 0)
+            starts = set(found[0]) if found is not None else set()
+            common = starts if common is None else common & starts
+        common = sorted(b for b in common if b < len(split[0]))
+        ends = np.cumsum([len(self.vocab.token_bytes[i]) for i in ids]).tolist()
+        cuts = [b for b in common[:-2] if b in ends]
+        return ids[ends.index(cuts[-1]) + 1:] if cuts else ids
+
     def _valid_uncached(self, ids: tuple[int, ...]) -> bool:
         if any(self.vocab.token_bytes[i] is None for i in ids):
             return False

@@ -69,11 +69,13 @@ class TransformersLM:
             batch = torch.tensor([list(suffixes[i]) + [pad] * (width - len(suffixes[i])) for i in rows])
             cache = self._repeated_cache(len(rows))
             positions = torch.arange(len(shared), len(shared) + width).expand(len(rows), -1)
-            logits = self.model(input_ids=batch, past_key_values=cache, position_ids=positions,
-                                use_cache=cache is not None).logits
-            self.forward_passes += 1
             last = torch.tensor([len(suffixes[i]) - 1 for i in rows])
-            picked = logits[torch.arange(len(rows)), last, : self.vocab_size].double().log_softmax(-1)
+            keep = torch.unique(last)  # the output head runs only where some row ends (it is the costly part)
+            logits = self.model(input_ids=batch, past_key_values=cache, position_ids=positions,
+                                use_cache=cache is not None, logits_to_keep=keep).logits
+            self.forward_passes += 1
+            column = torch.searchsorted(keep, last)
+            picked = logits[torch.arange(len(rows)), column, : self.vocab_size].double().log_softmax(-1)
             out[rows] = picked
         return out
 
@@ -93,7 +95,7 @@ class TransformersLM:
             return
         positions = torch.arange(keep, len(ids)).unsqueeze(0)
         result = self.model(input_ids=torch.tensor([list(new)]), past_key_values=self._cache,
-                            position_ids=positions, use_cache=True)
+                            position_ids=positions, use_cache=True, logits_to_keep=1)
         self.forward_passes += 1
         self._cache = result.past_key_values
         self._cached_ids = ids

@@ -22,8 +22,7 @@ def accept_by_encoding(backend, token_bytes: Sequence[bytes | None], ids: tuple[
                        probes: Sequence[str], completions_for: Callable[[bytes], list[str]]) -> set[int]:
     """The candidates ``t`` for which some probe (after a completion) is a real witness for ``ids + (t,)``."""
     accepted: set[int] = set()
-    first, rest = tuple(probes[:2]), tuple(probes[2:])
-    for stage in (first, rest):  # most candidates are accepted by the end of text or a space
+    for stage in (tuple(probes[:1]), tuple(probes[1:4])):  # most are accepted at the end of the text
         remaining = [t for t in candidates if t not in accepted]
         if stage and remaining:
             accepted |= _accepted(backend, token_bytes, ids, remaining, stage, completions_for)

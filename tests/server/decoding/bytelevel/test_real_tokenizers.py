@@ -145,3 +145,49 @@ def test_valid_prefixes_have_real_witnesses(real):
             rejected += 1
             assert not witnessed, (ids, text, witnessed)
     assert accepted > 20 and rejected > 20
+
+
+def test_checks_after_a_stable_boundary_match_the_whole_text(real):
+    """valid_next_tokens on a long prefix asks about the text after its last stable segment
+    boundary (and accepts by real witnesses first); a fresh checker asking about the whole
+    text, one token at a time, must agree."""
+    _, tokenizer, vocab, checker, _ = real
+    text = "".join(TEXTS)
+    canonical = encode(tokenizer, text)
+    pool = _token_pool(tokenizer, vocab)
+    pool = sorted(set(np.random.default_rng(2).choice(pool, size=min(120, len(pool)), replace=False).tolist())
+                  | set(canonical))
+    reference = CanonicalityChecker(tokenizer, vocab)
+    reduced = 0
+    for k in range(6, len(canonical), max(1, len(canonical) // 6)):
+        ids = canonical[:k]
+        reduced += len(checker._stable_suffix(ids)) < len(ids)
+        got = checker.valid_next_tokens(ids, pool)
+        want = np.array([reference.is_valid_prefix(ids + (t,)) for t in pool])
+        assert (got == want).all(), (k, [vocab.token_bytes[t] for t in np.array(pool)[got != want]])
+    assert reduced >= 3  # the reduction really ran
+
+
+def test_always_check_keeps_a_rare_text_possible(real):
+    """With min_token_prob > 0 a text whose own token is below the threshold has probability zero,
+    unless always_check names it; where all its tokens clear the threshold, always_check changes
+    nothing."""
+    _, _, vocab, checker, context = real
+    data = "x = 12345+67;".encode()
+
+    class RareTokenLM(SubstringLM):  # the tokens of "12345" (digits) get probability ~1e-12
+        def __init__(self, vocab, text):
+            super().__init__(vocab, text)
+            row = self.row.clone()
+            digits = [i for i, p in enumerate(vocab.token_bytes) if p and p.strip(b" ").isdigit()]
+            row[digits] = -28.0
+            self.row = row.log_softmax(-1)
+
+    lm = RareTokenLM(vocab, data)
+    assert ByteLM(lm, vocab, checker, context_ids=context, min_token_prob=1e-6).cover(data) == []
+    kept = ByteLM(lm, vocab, checker, context_ids=context, min_token_prob=1e-6, always_check=data)
+    assert np.isfinite(kept.prefix_logprob(data)) and np.isclose(np.exp(kept.next_byte_logprobs(data[:4])).sum(), 1)
+    plain = SubstringLM(vocab, data)  # no rare tokens: always_check changes nothing
+    same = [ByteLM(plain, vocab, checker, context_ids=context, min_token_prob=1e-6, always_check=a).prefix_logprob(data)
+            for a in (b"", data)]
+    assert same[0] == same[1] and np.isfinite(same[0])
