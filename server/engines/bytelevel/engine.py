@@ -143,6 +143,6 @@ class ByteLevelEngine(Engine):
                                   f"({len(context)} context tokens, {len(prefix)} prompt bytes, {spec.max_tokens} "
                                   f"output bytes) but has {source.max_positions}; shorten the prompt or max_tokens")
             contexts[leaf.key] = context
-        model = instantiate(self.recipe, self._sources, lambda leaf: contexts[leaf.key])
+        model = instantiate(self.recipe, self._sources, lambda leaf: contexts[leaf.key], always_check=prefix)
         return ByteRequestState(model, prefix, spec, self.name)
 

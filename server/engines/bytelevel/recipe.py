@@ -88,18 +88,19 @@ def describe(recipe: Recipe) -> str:
 
 
 def instantiate(recipe: Recipe, sources: Mapping[tuple[str, str], LoadedSource],
-                context: Callable[[SourceLeaf], tuple[int, ...]], _memo: dict | None = None):
-    """One request's next-byte model; ``context(leaf)`` gives the tokens each source starts from."""
+                context: Callable[[SourceLeaf], tuple[int, ...]], always_check: bytes = b"", _memo: dict | None = None):
+    """One request's next-byte model; ``context(leaf)`` gives the tokens each source starts from;
+    ``always_check`` (the prompt's bytes) is scored even where ``min_token_prob`` would mask its tokens."""
     memo = {} if _memo is None else _memo
     if isinstance(recipe, SourceLeaf):
         key = (recipe.key, recipe.min_token_prob, recipe.max_branches)
         if key not in memo:
             source = sources[recipe.key]
-            memo[key] = source.byte_lm(context(recipe), recipe.min_token_prob, recipe.max_branches)
+            memo[key] = source.byte_lm(context(recipe), recipe.min_token_prob, recipe.max_branches, always_check)
         return memo[key]
     if isinstance(recipe, EnsembleNode):
-        return ByteEnsemble([instantiate(m, sources, context, memo) for m in recipe.members], recipe.weights,
+        return ByteEnsemble([instantiate(m, sources, context, always_check, memo) for m in recipe.members], recipe.weights,
                             recipe.mode)
-    return ProxyTunedByteLM(instantiate(recipe.base, sources, context, memo),
-                            instantiate(recipe.expert, sources, context, memo),
-                            instantiate(recipe.anti_expert, sources, context, memo), recipe.alpha)
+    return ProxyTunedByteLM(instantiate(recipe.base, sources, context, always_check, memo),
+                            instantiate(recipe.expert, sources, context, always_check, memo),
+                            instantiate(recipe.anti_expert, sources, context, always_check, memo), recipe.alpha)
