@@ -141,3 +141,12 @@ def steered_greedy(model, prompt: list[int], steps: int, eos: int | None, how=No
             if token == eos:
                 break
     return tokens, dists
+
+
+async def run(engine, request_id, prompt, **sampling):
+    """Drive one request through an engine: (its outputs, all generated token ids)."""
+    from braid.server.engines.base import EngineRequest
+    from braid.server.sampling import SamplingSpec
+
+    outs = [o async for o in engine.generate(EngineRequest(request_id, list(prompt), SamplingSpec(**sampling)))]
+    return outs, [t for o in outs for t in o.token_ids]

@@ -11,7 +11,7 @@ from braid.server.engines.base import EngineError, EngineRequest
 from braid.server.engines.hf import HFEngine
 from braid.server.engines.hf.methods import NEGATIVE_SUFFIX
 from braid.server.sampling import SamplingSpec
-from contrastive_reference import (Suppress, UpSteer, contrastive_greedy, load_reference_model, one_thread,
+from contrastive_reference import (run, Suppress, UpSteer, contrastive_greedy, load_reference_model, one_thread,
                                   steered_greedy)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -53,10 +53,6 @@ async def engine(tiny_llama_dir):
     yield eng
     await eng.shutdown()
 
-
-async def run(engine, request_id, prompt, **sampling):
-    outs = [o async for o in engine.generate(EngineRequest(request_id, list(prompt), SamplingSpec(**sampling)))]
-    return outs, [t for o in outs for t in o.token_ids]
 
 
 def assert_matches(outs, tokens, want_tokens, dists, atol=1e-4):

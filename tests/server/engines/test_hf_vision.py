@@ -8,10 +8,10 @@ import pytest_asyncio
 import torch
 
 from braid.server.decoding.visual_noise import noise_image
-from braid.server.engines.base import EngineError, EngineRequest
+from braid.server.engines.base import EngineError
 from braid.server.engines.hf import HFEngine
 from braid.server.sampling import SamplingSpec
-from contrastive_reference import one_thread
+from contrastive_reference import one_thread, run
 from vision_reference import encode, pair_greedy, picture, plain_greedy
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -41,10 +41,6 @@ async def engine(tiny_llava_dir):
     yield eng
     await eng.shutdown()
 
-
-async def run(engine, request_id, prompt, **sampling):
-    outs = [o async for o in engine.generate(EngineRequest(request_id, list(prompt), SamplingSpec(**sampling)))]
-    return outs, [t for o in outs for t in o.token_ids]
 
 
 def vcd(pixels, step, alpha=1.0, beta=0.1, prompt=None):
