@@ -111,36 +111,31 @@ def combine(logp: torch.Tensor, logn: torch.Tensor, alpha: float, beta: float) -
 
 
 @torch.no_grad()
+def _greedy(step_logprobs, steps: int, eos: int | None):
+    """Greedy decoding from ``step_logprobs(tokens so far) -> log-softmax [V]``: (tokens, per-step dists)."""
+    tokens, dists = [], []
+    with one_thread():
+        for _ in range(steps):
+            dist = step_logprobs(tokens)
+            token = int(dist.argmax())
+            tokens.append(token)
+            dists.append(dist)
+            if token == eos:
+                break
+    return tokens, dists
+
+
 def contrastive_greedy(model, positive: list[int], negative: list[int], steps: int, eos: int | None,
                        alpha: float = 1.0, beta: float = 0.1, pos_how=None, neg_how=None):
     """Greedy contrastive decoding; returns (tokens, each step's combined log-softmax [V] float64)."""
-    tokens, dists = [], []
-    with one_thread():
-        for _ in range(steps):
-            scores = combine(next_logprobs(model, positive + tokens, pos_how),
-                             next_logprobs(model, negative + tokens, neg_how), alpha, beta)
-            dist = scores.log_softmax(-1)
-            token = int(dist.argmax())
-            tokens.append(token)
-            dists.append(dist)
-            if token == eos:
-                break
-    return tokens, dists
+    return _greedy(lambda tokens: combine(next_logprobs(model, positive + tokens, pos_how),
+                                          next_logprobs(model, negative + tokens, neg_how), alpha, beta
+                                          ).log_softmax(-1), steps, eos)
 
 
-@torch.no_grad()
 def steered_greedy(model, prompt: list[int], steps: int, eos: int | None, how=None):
     """Greedy decoding of one (possibly steered) sequence; returns (tokens, log-softmax per step)."""
-    tokens, dists = [], []
-    with one_thread():
-        for _ in range(steps):
-            dist = next_logprobs(model, prompt + tokens, how)
-            token = int(dist.argmax())
-            tokens.append(token)
-            dists.append(dist)
-            if token == eos:
-                break
-    return tokens, dists
+    return _greedy(lambda tokens: next_logprobs(model, prompt + tokens, how), steps, eos)
 
 
 async def run(engine, request_id, prompt, **sampling):
