@@ -45,8 +45,7 @@ class TextStream:
         self._ids.extend(token_ids)
         window = self._context + self._ids[self._decoded_upto:]
         full = self._decode(window)
-        base = self._decode(self._context) if self._context else ""
-        new_text = full[len(base):] if full.startswith(base) else full
+        new_text = _past(full, self._decode(self._context) if self._context else "")
         if new_text.endswith(REPLACEMENT):
             return TextDelta("")  # incomplete UTF-8: wait for the next token
         search_from = max(0, len(self.text) - self._hold)
@@ -65,8 +64,7 @@ class TextStream:
         """Flush what was held back (the sequence ended without a stop string)."""
         if not self._stopped and self._decoded_upto < len(self._ids):
             tail = self._decode(self._context + self._ids[self._decoded_upto:])
-            base = self._decode(self._context) if self._context else ""
-            self.text += tail[len(base):] if tail.startswith(base) else tail
+            self.text += _past(tail, self._decode(self._context) if self._context else "")
             self._decoded_upto = len(self._ids)
         delta = self.text[self._emitted:]
         self._emitted = len(self.text)
@@ -77,3 +75,15 @@ class TextStream:
         delta = self.text[self._emitted:safe]
         self._emitted = safe
         return TextDelta(delta, self._stopped)
+
+
+def _past(full: str, base: str) -> str:
+    """The text ``full`` adds to ``base`` (the decoded context it starts with). A context that ends
+    inside a character (a prompt whose last token stops mid-UTF-8) decodes to replacement
+    characters that ``full`` spells out: the whole character is new text."""
+    if full.startswith(base):
+        return full[len(base):]
+    stripped = base.rstrip(REPLACEMENT)
+    if stripped != base and full.startswith(stripped):
+        return full[len(stripped):]
+    return full

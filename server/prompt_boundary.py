@@ -25,6 +25,7 @@ import numpy as np
 
 from .config import BYTE_KINDS
 from .decoding.bytelevel import ByteLM, CanonicalityChecker, TransformersLM
+from .decoding.bytelevel.utf8 import split_incomplete_char
 from .engines.bytelevel.engine import run_in_worker
 from .engines.bytelevel.sources import LoadedSource, acquire_source
 from .errors import bad_request
@@ -116,7 +117,10 @@ def _hand_off(source: LoadedSource, prompt: str, seed: int | None, greedy: bool)
     chosen, ended, _ = choices[pick]
     full = stable + tuple(chosen)
     extra = source.vocab.decode(full)[len(data):]
-    return HandOff(list(source.text_context + full), extra.decode("utf-8", errors="replace"), ended)
+    # a chosen token may stop inside a character: its bytes so far are spelled by the engine's
+    # text stream once the character is complete
+    complete, _ = split_incomplete_char(extra) or (extra, b"")
+    return HandOff(list(source.text_context + full), complete.decode("utf-8", errors="replace"), ended)
 
 
 async def boundary_choice(served, prompt: str, index: int, request_id: str, spec: SamplingSpec, stop: list[str],
