@@ -2,14 +2,15 @@
 
 The model's own processor renders its chat template over content parts (``{"type": "image"}``
 where an image goes), expands each image placeholder into the model's image tokens and
-preprocesses the images into ``pixel_values``. Steer spans (character offsets into a text message)
-are not available for prompts with images.
+preprocesses the images into ``pixel_values``. Steering (ASCD, ``steer``) on such a prompt steers
+its image tokens (the processor's ``image_token_id``); steer spans (character offsets into a text
+message) are a 400 here.
 """
 from __future__ import annotations
 
 from .errors import bad_request
 from .images import IMAGE_PART_TYPES, load_image
-from .protocol import DEFAULT_DISTURBANCE, ChatMessage, ContrastiveParams
+from .protocol import DEFAULT_DISTURBANCE, ChatMessage, ContrastiveParams, SteerParams
 from .serving_methods import MethodPrompt
 
 __all__ = ["VisionChatPrompt", "vision_turns"]
@@ -45,6 +46,9 @@ class VisionChatPrompt(MethodPrompt):
         self.template_kwargs = template_kwargs or {}
         self.turns, self.images = vision_turns(messages)
         self.token_ids, self.pixel_values = self._encode(self.turns, self.images)
+        image_token_id = getattr(processor, "image_token_id", None)
+        self.image_token_id = (image_token_id if image_token_id is not None
+                               else processor.tokenizer.convert_tokens_to_ids(processor.image_token))
 
     def _encode(self, turns: list[dict], images: list) -> tuple[list[int], object]:
         try:
@@ -67,6 +71,17 @@ class VisionChatPrompt(MethodPrompt):
                   "content": [{"type": "text", "text": params.negative_system_prompt or DEFAULT_DISTURBANCE}]}
         rest = self.turns[1:] if self.turns and self.turns[0]["role"] == "system" else self.turns
         return self._encode([system, *rest], self.images)[0]
+
+    def steered_positions(self, params: SteerParams, param: str = "steer") -> list[int]:
+        """The positions of the prompt's image tokens (every image's, in the expanded prompt)."""
+        if params.spans is not None:
+            raise bad_request("steer spans are not available for prompts with images: a prompt with images steers "
+                              "its image tokens; leave out spans", f"{param}.spans")
+        if self._steered is None:
+            self._steered = [i for i, t in enumerate(self.token_ids) if t == self.image_token_id]
+            if not self._steered:
+                raise bad_request("the prompt has no image tokens to steer", "messages")
+        return self._steered
 
     def _text_and_offsets(self, param: str):
         raise bad_request("steer spans are not available for prompts with images", f"{param}.spans")

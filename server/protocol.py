@@ -75,7 +75,8 @@ class _SamplingFields(BaseModel):
     ignore_eos: bool = False
     stop_token_ids: list[int] | None = None
     contrastive: ContrastiveParams | None = Field(None, description="Contrastive decoding (ICD, ASCD, VCD).")
-    steer: SteerParams | None = Field(None, description="Attention steering toward prompt spans.")
+    steer: SteerParams | None = Field(None, description="Attention steering toward prompt spans (chat with "
+                                                        "images: toward the image tokens).")
 
     @field_validator("logit_bias")
     @classmethod

@@ -7,7 +7,9 @@ The engine only sees token ids. Here the ``contrastive`` and ``steer`` blocks of
   ``"steer"`` (a steer dict as below; ``negative_prompt_ids`` is then the prompt itself).
 * ``extra["steer"] = {"positions", "heads", "auto_heads", "strength", "negative_strength",
   "negative_fraction"}``: prompt token positions, ``"all"`` / ``"auto"`` / ``[(layer, head), ...]``
-  and the strengths; standalone steering of the (single) sequence.
+  and the strengths; standalone steering of the (single) sequence. The positions are the tokens
+  the request's spans overlap (text prompts) or the prompt's image tokens (chat with images, where
+  spans are a 400 and ASCD needs no steer block).
 * VCD: ``extra["contrastive"]`` with ``"noise_step"``, ``negative_prompt_ids`` the prompt itself.
 * ``extra["images"]``: the prompt's preprocessed ``pixel_values`` (chat with images).
 
@@ -47,6 +49,11 @@ class MethodPrompt(abc.ABC):
         return self._negative
 
     def steered_positions(self, params: SteerParams, param: str = "steer") -> list[int]:
+        """The steered prompt token positions: the tokens the spans overlap."""
+        if params.spans is None:
+            raise bad_request("steer on a text prompt needs spans: {\"spans\": [[start, end], ...]} (character "
+                              "offsets; only chat prompts with images steer without spans: their image tokens)",
+                              f"{param}.spans")
         if self._steered is None:
             text, base, length, offsets = self._text_and_offsets(param)
             for start, end in params.spans:
@@ -176,8 +183,11 @@ def method_extras(request: _SamplingFields, engine: Engine, prompt: MethodPrompt
                 raise bad_request("give ascd's steer block once: contrastive.steer or the top-level steer", "steer")
             ascd_steer, param = (params.steer, "contrastive.steer") if params.steer is not None else (steer, "steer")
             if ascd_steer is None:
-                raise bad_request("ascd on a text model steers prompt spans: add contrastive.steer = "
-                                  "{\"spans\": [[start, end], ...]}", "contrastive.steer")
+                if prompt.pixel_values is None:
+                    raise bad_request("ascd on a text prompt steers prompt spans: add contrastive.steer = "
+                                      "{\"spans\": [[start, end], ...]} (chat prompts with images steer their "
+                                      "image tokens)", "contrastive.steer")
+                ascd_steer, param = SteerParams(), "contrastive.steer"  # the image tokens, default heads
             if params.negative_prompt is not None or params.negative_system_prompt is not None:
                 raise bad_request("ascd's negative branch is the same prompt with suppressed attention; "
                                   "negative_prompt / negative_system_prompt are for icd", "contrastive")
@@ -191,6 +201,9 @@ def method_extras(request: _SamplingFields, engine: Engine, prompt: MethodPrompt
             if params.negative_prompt is not None or params.negative_system_prompt is not None or params.steer:
                 raise bad_request("vcd's negative branch is the same prompt with noised images; negative_prompt, "
                                   "negative_system_prompt and steer are for icd / ascd", "contrastive")
+            if steer is not None:
+                raise bad_request("steer cannot be combined with contrastive method 'vcd'; use method 'ascd' to "
+                                  "contrast steered attention on the image tokens", "steer")
             entry["negative_prompt_ids"] = list(prompt.token_ids)
             entry["noise_step"] = params.noise_step
         else:

@@ -1,15 +1,17 @@
-"""Independent references for image chat and VCD: a plain ``LlavaForConditionalGeneration``
-(no Braid code), re-run from scratch on the whole sequence every step, combined in float64."""
+"""Independent references for image chat, VCD and ASCD: a plain ``LlavaForConditionalGeneration``
+(no Braid code), re-run from scratch on the whole sequence every step, combined in float64. For
+steering, :func:`load_steerable_llava` gives the language model the test's own eager attention
+(``contrastive_reference.reference_attention``) and a branch's ``how`` modifies its scores."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 from PIL import Image
 
-from contrastive_reference import combine, one_thread
+from contrastive_reference import ATTN, combine, one_thread, reference_attention, steering
 from tiny_multimodal import IMAGE_TOKENS
 
-__all__ = ["encode", "pair_greedy", "picture", "plain_greedy"]
+__all__ = ["encode", "load_steerable_llava", "pair_greedy", "picture", "plain_greedy"]
 
 
 def picture(seed: int) -> Image.Image:
@@ -28,17 +30,29 @@ def encode(processor, images: list[Image.Image], text: str, system: str | None =
     return ids, enc["pixel_values"]
 
 
-@torch.no_grad()
-def _logprobs(model, ids: list[int], pixel_values) -> torch.Tensor:
-    return model(input_ids=torch.tensor([ids]), pixel_values=pixel_values).logits[0, -1].double().log_softmax(-1)
+def load_steerable_llava(path):
+    """The LLaVA with the reference attention (steerable, float64) in its language model only."""
+    from transformers import AttentionInterface, LlavaForConditionalGeneration
+
+    AttentionInterface.register(ATTN, reference_attention)
+    return LlavaForConditionalGeneration.from_pretrained(path, dtype=torch.float32,
+                                                         attn_implementation={"text_config": ATTN}).eval()
 
 
 @torch.no_grad()
-def plain_greedy(model, ids: list[int], pixel_values, steps: int, eos: int | None):
+def _logprobs(model, ids: list[int], pixel_values, how=None) -> torch.Tensor:
+    """``how``: a ``contrastive_reference`` UpSteer / Suppress (needs :func:`load_steerable_llava`)."""
+    with steering(how):
+        out = model(input_ids=torch.tensor([ids]), pixel_values=pixel_values)
+    return out.logits[0, -1].double().log_softmax(-1)
+
+
+@torch.no_grad()
+def plain_greedy(model, ids: list[int], pixel_values, steps: int, eos: int | None, how=None):
     tokens, dists = [], []
     with one_thread():
         for _ in range(steps):
-            dists.append(_logprobs(model, ids + tokens, pixel_values))
+            dists.append(_logprobs(model, ids + tokens, pixel_values, how))
             tokens.append(int(dists[-1].argmax()))
             if tokens[-1] == eos:
                 break
@@ -47,13 +61,13 @@ def plain_greedy(model, ids: list[int], pixel_values, steps: int, eos: int | Non
 
 @torch.no_grad()
 def pair_greedy(model, positive: list[int], pos_pixels, negative: list[int], neg_pixels, steps: int,
-                eos: int | None, alpha: float = 1.0, beta: float = 0.1):
+                eos: int | None, alpha: float = 1.0, beta: float = 0.1, pos_how=None, neg_how=None):
     """Greedy contrastive decoding over two (prompt, images) branches: (tokens, combined log-softmax per step)."""
     tokens, dists = [], []
     with one_thread():
         for _ in range(steps):
-            scores = combine(_logprobs(model, positive + tokens, pos_pixels),
-                             _logprobs(model, negative + tokens, neg_pixels), alpha, beta)
+            scores = combine(_logprobs(model, positive + tokens, pos_pixels, pos_how),
+                             _logprobs(model, negative + tokens, neg_pixels, neg_how), alpha, beta)
             dists.append(scores.log_softmax(-1))
             tokens.append(int(dists[-1].argmax()))
             if tokens[-1] == eos:

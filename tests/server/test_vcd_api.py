@@ -1,7 +1,9 @@
-"""Image chat and VCD through the OpenAI API, on a real transformers-engine server with a tiny LLaVA.
+"""Image chat, VCD and ASCD on image tokens through the OpenAI API, on a real transformers-engine
+server with a tiny LLaVA.
 
 References are plain ``LlavaForConditionalGeneration`` runs (no Braid code): ``generate`` for plain
-image chat, and for VCD two full forward passes per step, over the clean and the noised image.
+image chat, for VCD two full forward passes per step, over the clean and the noised image, and for
+ASCD two passes over the clean image whose language model runs the test's own steerable attention.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ import torch
 from PIL import Image
 
 from braid.server.decoding.visual_noise import noise_image
-from contrastive_reference import one_thread
+from contrastive_reference import Suppress, UpSteer, one_thread
 from server_process import start_server, stop_server
-from vision_reference import encode, pair_greedy, picture
+from tiny_multimodal import IMAGE_TOKENS
+from vision_reference import encode, load_steerable_llava, pair_greedy, picture, plain_greedy
 
 KEY = "vision-key"
 STEPS = 8
@@ -136,15 +139,81 @@ def test_vcd_alpha_zero_is_plain_decoding(vision_server):
     ("vision", [{"role": "user", "content": QUESTION}], {"method": "vcd"}, "image_url"),
     ("text", [{"role": "user", "content": QUESTION}], {"method": "vcd"}, "multimodal"),
     ("vision", None, {"method": "vcd", "negative_system_prompt": "x"}, "noised"),
-    ("vision", None, {"method": "ascd", "steer": {"spans": [[0, 4]]}}, "not available for prompts with images"),
+    ("vision", None, {"method": "ascd", "steer": {"spans": [[0, 4]]}}, "steers its image tokens"),
+    ("vision", [{"role": "user", "content": QUESTION}], {"method": "ascd"}, "spans"),
 ])
 def test_bad_image_requests_are_400_with_openai_error_shape(vision_server, model, messages, contrastive, needle):
     # messages None: a valid image, so the request gets as far as the method check
     body = {"model": model, "messages": messages or image_messages(data_uri(picture(3)))}
     if contrastive is not None:
         body["contrastive"] = contrastive
-    response = chat(vision_server, body)
+    assert_400(chat(vision_server, body), needle)
+
+
+@pytest.mark.parametrize("extra,param,needle", [
+    ({"steer": {"spans": [[0, 4]]}}, "steer.spans", "steers its image tokens"),
+    ({"contrastive": {"method": "ascd"}, "steer": {"spans": [[0, 4]]}}, "steer.spans", "steers its image tokens"),
+    ({"contrastive": {"method": "vcd"}, "steer": {}}, "steer", "ascd"),
+])
+def test_steer_spans_with_images_are_400(vision_server, extra, param, needle):
+    response = chat(vision_server, {"model": "vision", "messages": image_messages(data_uri(picture(3))), **extra})
+    assert_400(response, needle)
+    assert response.json()["error"]["param"] == param
+
+
+def assert_400(response: httpx.Response, needle: str) -> None:
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
     assert error["code"] == 400 and needle in error["message"], error["message"]
+
+
+@pytest.fixture(scope="module")
+def steer_ref(tiny_llava_dir):
+    return load_steerable_llava(tiny_llava_dir)
+
+
+async def test_ascd_and_steer_on_image_tokens_match_references(vision_server, ref, steer_ref):
+    _, processor = ref
+    tokenizer, eos = processor.tokenizer, processor.tokenizer.eos_token_id
+    image = picture(7)
+    ids, pixels = encode(processor, [image], QUESTION)
+    image_token = tokenizer.convert_tokens_to_ids("<image>")
+    steered = [i for i, t in enumerate(ids) if t == image_token]
+    assert len(steered) == IMAGE_TOKENS
+    plain_want, plain_dists = plain_greedy(steer_ref, ids, pixels, STEPS, eos)
+    # The tiny model has 4 heads: "auto" with the default top-32 selects all of them.
+    ascd_want, ascd_dists = pair_greedy(steer_ref, ids, pixels, ids, pixels, STEPS, eos,
+                                        pos_how=UpSteer(steered, None, 0.625), neg_how=Suppress(steered, 1.0, 0.1))
+    heads = [[0, 1], [1, 0]]
+    tuned_want, _ = pair_greedy(steer_ref, ids, pixels, ids, pixels, STEPS, eos, alpha=0.5,
+                                pos_how=UpSteer(steered, {tuple(h) for h in heads}, 2.0),
+                                neg_how=Suppress(steered, 0.5, 0.25))
+    steer_want, _ = plain_greedy(steer_ref, ids, pixels, STEPS, eos, UpSteer(steered, {(1, 0)}, 5.0))
+    # Steering the image tokens changes the distribution (default ASCD) and the answer (stronger settings).
+    assert abs(float(ascd_dists[0][ascd_want[0]] - plain_dists[0][ascd_want[0]])) > 1e-2
+    assert tuned_want != plain_want and steer_want != plain_want and steer_want != tuned_want
+
+    client = openai.AsyncOpenAI(base_url=vision_server.base_url, api_key=KEY, max_retries=0, timeout=300)
+    messages = image_messages(data_uri(image))
+    ascd, tuned, steer, plain = await asyncio.gather(
+        client.chat.completions.create(model="vision", messages=messages, max_tokens=STEPS, temperature=0,
+                                       logprobs=True, top_logprobs=3, extra_body={"contrastive": {"method": "ascd"}}),
+        client.chat.completions.create(model="vision", messages=messages, max_tokens=STEPS, temperature=0,
+                                       extra_body={"contrastive": {"method": "ascd", "alpha": 0.5, "steer": {
+                                           "heads": heads, "strength": 2.0, "negative_strength": 0.5,
+                                           "negative_fraction": 0.25}}}),
+        client.chat.completions.create(model="vision", messages=messages, max_tokens=STEPS, temperature=0,
+                                       extra_body={"steer": {"heads": [[1, 0]], "strength": 5.0}}),
+        client.chat.completions.create(model="vision", messages=messages, max_tokens=STEPS, temperature=0))
+    assert plain.choices[0].message.content == tokenizer.decode(plain_want, skip_special_tokens=True)
+    assert ascd.choices[0].message.content == tokenizer.decode(ascd_want, skip_special_tokens=True)
+    entries = ascd.choices[0].logprobs.content
+    assert len(entries) == len(ascd_want)
+    for token, entry, dist in zip(ascd_want, entries, ascd_dists):
+        assert entry.logprob == pytest.approx(float(dist[token]), abs=1e-4)
+        assert [t.logprob for t in entry.top_logprobs] == pytest.approx(dist.topk(3).values.tolist(), abs=1e-4)
+    assert ascd.usage.prompt_tokens == 2 * len(ids)  # both branches read the prompt
+    assert tuned.choices[0].message.content == tokenizer.decode(tuned_want, skip_special_tokens=True)
+    assert steer.choices[0].message.content == tokenizer.decode(steer_want, skip_special_tokens=True)
+    assert steer.usage.prompt_tokens == len(ids)

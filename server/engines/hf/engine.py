@@ -8,7 +8,7 @@ Decoding methods (``capabilities``): contrastive ICD and ASCD (a request becomes
 sequences scheduled as one unit) and span steering (per-sequence attention score modifiers);
 see ``methods.py``. ``"auto"`` steering heads are profiled once per model (``head_profile.py``).
 LLaVA-style vision-language models also take images (``"images"``) and run VCD (``vision.py``
-merges image features into prefills).
+merges image features into prefills); ASCD and steering on an image prompt steer its image tokens.
 """
 from __future__ import annotations
 

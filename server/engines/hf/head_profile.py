@@ -8,6 +8,12 @@ averaged over rows and probes. ``"auto"`` picks the ``k`` highest-scoring heads 
 the model's heads): heads that favour the surrounding text over the span are those that steering
 should redirect (ASCD's text-centric heads).
 
+Image prompts (ASCD or ``steer`` on a vision-language model, whose steered tokens are the image
+tokens) use the same ranking, profiled on these text probes through the language model: Braid
+ships no probe images, and a head that favours the surrounding text over a steered block of context
+is the text-centric head ASCD redirects toward the image. Pass explicit heads (or ``"all"``) to
+steer others.
+
 Computed once per model: kept in memory by the engine and, when the engine knows Braid's cache
 root (``Engine.cache_home``, i.e. ``BRAID_HOME``), on disk at ``steering/heads-<key>.json``, where
 ``key`` hashes the probes, the model's config and tokenizer files, and its weight files' names,

@@ -11,10 +11,12 @@ the attention score modifiers of steering.
   diffusion (``noise_step``; seeded by the request's seed, see ``decoding.visual_noise``).
 * ``steer``: the sequence itself is up-steered.
 * ``images``: the preprocessed ``pixel_values`` of the prompt's images (multimodal models); both
-  branches of a pair see them (VCD's negative branch noised).
+  branches of a pair see them (VCD's negative branch noised; ASCD's both clean, the steered
+  positions then being the image tokens).
 
 Heads are ``"all"``, ``[(layer, head), ...]`` or ``"auto"`` (resolved by a
-:class:`~braid.server.engines.hf.head_profile.HeadProfile`).
+:class:`~braid.server.engines.hf.head_profile.HeadProfile`; the same text-probe ranking whether
+the steered positions are span tokens or image tokens).
 """
 from __future__ import annotations
 
