@@ -7,8 +7,9 @@ Two things can split a pair before it ever runs (see ``vllm_contrastive``):
   requests stay, nothing is scheduled), adds every pending pair, and resumes; all requests that
   arrived meanwhile share one pause.
 * vLLM admits waiting requests one by one while sequence slots are free; with one slot left, the
-  positive branch would start and the negative wait. ``SequenceSlots`` keeps vLLM's own queue
-  empty: every request takes its slots here first (a pair takes two), first come first served.
+  positive branch would start and the negative wait. ``SequenceSlots`` counts every request's
+  sequences here first (a pair takes two), first come first served, and admits a pair only when
+  vLLM has room for both: everything admitted before it is then running, not queued in vLLM.
 """
 from __future__ import annotations
 
@@ -20,7 +21,13 @@ __all__ = ["SequenceSlots", "TogetherAdmitter"]
 
 
 class SequenceSlots:
-    """A FIFO counting semaphore over vLLM's ``max_num_seqs``."""
+    """A FIFO counting semaphore over vLLM's ``max_num_seqs`` that only pairs wait on.
+
+    A single sequence never waits for capacity (vLLM queues it as its own server would, and admits
+    it the moment a slot frees, without a round trip through this process); it waits only behind
+    an earlier pair, to keep the order. A pair (``count > 1``) waits until ``used + count`` fits,
+    so it enters a vLLM whose queue is empty and which has a slot for each branch.
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -30,7 +37,7 @@ class SequenceSlots:
     async def acquire(self, count: int) -> None:
         if count > self.capacity:
             raise ValueError(f"{count} sequences can never fit in {self.capacity} slots")
-        if not self._waiters and self.used + count <= self.capacity:
+        if not self._waiters and self._fits(count):
             self.used += count
             return
         fut = asyncio.get_running_loop().create_future()
@@ -44,6 +51,9 @@ class SequenceSlots:
                 self._wake()
             raise
 
+    def _fits(self, count: int) -> bool:
+        return count == 1 or self.used + count <= self.capacity
+
     def release(self, count: int) -> None:
         self.used -= count
         self._wake()
@@ -54,7 +64,7 @@ class SequenceSlots:
             if fut.done():
                 self._waiters.popleft()
                 continue
-            if self.used + count > self.capacity:
+            if not self._fits(count):
                 return
             self._waiters.popleft()
             self.used += count

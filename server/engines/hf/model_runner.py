@@ -6,6 +6,7 @@ import torch
 from .attention import BatchMeta, SequenceMeta
 from .kv_cache import SlotKVCache
 from .scheduler import Sequence
+from .sparse_head import SparseHead
 from .vision import ImageMerger
 
 __all__ = ["ModelRunner", "StepLogits"]
@@ -16,9 +17,16 @@ class StepLogits:
     ``prompt[i]`` [n_i - 1, V] (only for sequences that asked for prompt logprobs) scores the
     prompt tokens ``1..n_i-1``."""
 
-    def __init__(self, last: torch.Tensor, prompt: dict[int, torch.Tensor]):
+    def __init__(self, last: torch.Tensor, prompt: dict[int, torch.Tensor],
+                 hidden: dict[int, torch.Tensor] | None = None, head: SparseHead | None = None):
         self.last = last
         self.prompt = prompt
+        self.hidden = hidden or {}  # rows asked for as hidden states: ``last`` is not filled there
+        self._head = head
+
+    def logits_at(self, row: int, token_ids: torch.Tensor) -> torch.Tensor:
+        """The logits of ``token_ids`` only, for a row asked for as a hidden state."""
+        return self._head.logits_at(self.hidden[row], token_ids)
 
 
 class ModelRunner:
@@ -27,11 +35,15 @@ class ModelRunner:
         self.cache = cache
         self.images = images  # multimodal models: merges image features into prefills
         self.device = next(model.parameters()).device
+        self.sparse_head = SparseHead.install(model)  # None: every row gets full logits
 
     @torch.inference_mode()
-    def run(self, seqs: list[Sequence], want_prompt_logits: set[int] = frozenset()) -> StepLogits:
+    def run(self, seqs: list[Sequence], want_prompt_logits: set[int] = frozenset(),
+            want_hidden: set[int] = frozenset()) -> StepLogits:
         """Forward the uncached tokens of ``seqs``; marks them cached. ``want_prompt_logits``:
-        indices into ``seqs`` whose prompt positions need logits too."""
+        indices into ``seqs`` whose prompt positions need logits too. ``want_hidden``: indices
+        whose next-token logits will be asked for only at some tokens (``StepLogits.logits_at``);
+        ignored when the model's head cannot skip rows."""
         metas, input_ids, positions, slots = [], [], [], []
         for seq in seqs:
             start, n = seq.num_cached_tokens, seq.num_new_tokens
@@ -65,18 +77,26 @@ class ModelRunner:
         with_images = self.images.wanted(seqs, metas) if self.images is not None else []
         inputs = ({"inputs_embeds": self.images.embeds(ids, seqs, metas, with_images)[None]} if with_images
                   else {"input_ids": ids[None]})
-        out = self.model(
-            **inputs,
-            position_ids=positions_t[None],
-            use_cache=False,
-            logits_to_keep=torch.tensor(keep, dtype=torch.long, device=dev),
-            braid_batch=meta,
-        )
+        skip = sorted(want_hidden) if self.sparse_head is not None else []
+        if skip:
+            self.sparse_head.skip_rows = skip
+        try:
+            out = self.model(
+                **inputs,
+                position_ids=positions_t[None],
+                use_cache=False,
+                logits_to_keep=torch.tensor(keep, dtype=torch.long, device=dev),
+                braid_batch=meta,
+            )
+        finally:
+            if skip:
+                self.sparse_head.skip_rows = []
         for seq in seqs:
             seq.num_cached_tokens = len(seq)
         logits = out.logits[0]
         prompt = {i: logits[row:row + n] for i, (row, n) in prompt_rows.items()}
-        return StepLogits(logits[:len(seqs)], prompt)
+        hidden = dict(zip(skip, self.sparse_head.captured[0])) if skip else {}
+        return StepLogits(logits[:len(seqs)], prompt, hidden, self.sparse_head)
 
     @torch.inference_mode()
     def forward_alone(self, token_ids: list[int], score_modifier) -> torch.Tensor:

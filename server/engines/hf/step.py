@@ -5,7 +5,9 @@ sequence its logits; a contrastive pair ``contrastive_scores(positive, negative)
 branches' logits. The ordinary sampler runs on those rows, and the chosen token is appended to
 every branch of the unit. Reported logprobs are the log-softmax of the row the sampler saw
 (before bias, penalties and temperature): for a pair, the final combined distribution, in which
-tokens outside the plausibility set have probability 0 and are never listed.
+tokens outside the plausibility set have probability 0 and are never listed. A pair's negative
+branch is scored only at the positive branch's plausible tokens where that changes nothing
+(``sparse_negative``; why in ``sparse_head``).
 """
 from __future__ import annotations
 
@@ -13,17 +15,24 @@ import math
 
 import torch
 
-from ...decoding.contrastive import contrastive_scores
+from ...decoding.contrastive import contrastive_scores, plausible
 from ..base import EngineOutput, TokenLogprob
-from .model_runner import ModelRunner
+from .model_runner import ModelRunner, StepLogits
 from .sampler import SamplingRow, sample, token_logprobs
 from .scheduler import ScheduledBatch, Scheduler, Sequence
 
-__all__ = ["run_step", "unit_scores"]
+__all__ = ["run_step", "sparse_negative", "unit_scores"]
 
 
-def unit_scores(last: torch.Tensor, seqs: list[Sequence], units: list[Sequence]) -> torch.Tensor:
-    """``last`` [len(seqs), V] logits of every branch -> [len(units), V] rows to sample from."""
+def sparse_negative(unit: Sequence) -> bool:
+    """Can this pair's negative branch be scored at the plausible tokens only (see ``sparse_head``)?
+    Not when every token may be plausible (beta 0) or the scores meet a repetition penalty."""
+    return unit.sampling.extra["contrastive"]["beta"] > 0 and unit.sampling.repetition_penalty == 1.0
+
+
+def unit_scores(step: StepLogits, seqs: list[Sequence], units: list[Sequence]) -> torch.Tensor:
+    """The step's logits of every branch -> [len(units), V] rows to sample from."""
+    last = step.last
     row_of = {id(s): i for i, s in enumerate(seqs)}
     scores = last[[row_of[id(u)] for u in units]]
     pairs = [k for k, u in enumerate(units) if u.negative is not None]
@@ -31,9 +40,15 @@ def unit_scores(last: torch.Tensor, seqs: list[Sequence], units: list[Sequence])
         return scores
     scores = scores.float()
     params = [units[k].sampling.extra["contrastive"] for k in pairs]
-    negative = last[[row_of[id(units[k].negative)] for k in pairs]]
     alpha = torch.tensor([p["alpha"] for p in params], dtype=torch.float32)
     beta = torch.tensor([p["beta"] for p in params], dtype=torch.float32)
+    negative = last[[row_of[id(units[k].negative)] for k in pairs]].float()
+    for j, k in enumerate(pairs):
+        row = row_of[id(units[k].negative)]
+        if row in step.hidden:  # only the plausible tokens' logits: the rest of the row stays -inf
+            tokens = plausible(scores[k].log_softmax(-1), beta[j]).nonzero().squeeze(-1)
+            negative[j] = float("-inf")
+            negative[j, tokens] = step.logits_at(row, tokens).float()
     scores[pairs] = contrastive_scores(scores[pairs], negative, alpha, beta)
     return scores
 
@@ -46,8 +61,9 @@ def run_step(runner: ModelRunner, scheduler: Scheduler, batch: ScheduledBatch,
         row_of[id(u)] for u in units
         if batch.is_prefill and u.sampling.prompt_logprobs is not None and not u.prompt_logprobs_done
     }
-    step = runner.run(seqs, want_prompt)
-    scores = unit_scores(step.last, seqs, units)
+    sparse = {row_of[id(u.negative)] for u in units if u.negative is not None and sparse_negative(u)}
+    step = runner.run(seqs, want_prompt, sparse)
+    scores = unit_scores(step, seqs, units)
     rows = [
         SamplingRow(u.sampling, u.token_ids[:u.num_prompt_tokens], u.output_token_ids, u.extra.get("generator"))
         for u in units
