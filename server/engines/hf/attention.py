@@ -8,8 +8,8 @@ as ``braid_batch=...``. RoPE has already been applied to ``query``/``key`` by th
 Extension point: a :class:`SequenceMeta` may carry a ``score_modifier``, a function of
 ``(layer_idx, scores)`` that returns new pre-softmax scores for that sequence (``scores`` is
 ``[num_heads, num_new, num_keys]``, float32, scaled, masked with ``-inf``). Only sequences with a
-modifier take the explicit (non-SDPA) path; in a decode step the others still share one batched
-SDPA call. Attention steering plugs in here. Sequences that must step together (a contrastive
+modifier take the explicit (non-SDPA) path; in a decode step they form one batch of explicit
+scores (each row then through its own modifier) and the others share one batched SDPA call. Attention steering plugs in here. Sequences that must step together (a contrastive
 pair) are simply two entries of one batch.
 """
 from __future__ import annotations
@@ -77,18 +77,23 @@ def slot_attention(module, query, key, value, attention_mask, scaling=None, drop
         return _decode(query, k_cache, v_cache, meta.token_slots, meta.decode_lengths, max_len,
                        meta.decode_slot_range, scaling), None
     out = torch.empty_like(query[0].transpose(0, 1))  # [T, H, D]
-    batched = meta.is_decode and meta.plain_rows is not None and meta.plain_rows.numel() > 0
-    if batched:
+    if meta.is_decode:
+        modified = [i for i, s in enumerate(meta.seqs) if s.score_modifier is not None]
         rows = meta.plain_rows
-        max_len = max(s.end for s in meta.seqs if s.score_modifier is None)
-        out[rows] = _decode(query[:, :, rows], k_cache, v_cache, meta.token_slots[rows], meta.decode_lengths[rows],
-                            max_len, None, scaling)[0]
+        if rows is None:
+            rows = torch.tensor([i for i, s in enumerate(meta.seqs) if s.score_modifier is None], dtype=torch.long,
+                                device=query.device)
+        if rows.numel() > 0:
+            max_len = max(s.end for s in meta.seqs if s.score_modifier is None)
+            out[rows] = _decode(query[:, :, rows], k_cache, v_cache, meta.token_slots[rows],
+                                meta.decode_lengths[rows], max_len, None, scaling)[0]
+        out[modified] = _decode_modified(query, k_cache, v_cache, meta, modified, scaling, module.layer_idx)
+        return out.unsqueeze(0), None
     offset = 0
     for seq in meta.seqs:
-        if not (batched and seq.score_modifier is None):
-            q = query[:, :, offset:offset + seq.num_new]
-            attended = _one_sequence(q, k_cache, v_cache, seq, scaling, module.layer_idx)  # [1, H, n, D]
-            out[offset:offset + seq.num_new] = attended[0].transpose(0, 1)
+        q = query[:, :, offset:offset + seq.num_new]
+        attended = _one_sequence(q, k_cache, v_cache, seq, scaling, module.layer_idx)  # [1, H, n, D]
+        out[offset:offset + seq.num_new] = attended[0].transpose(0, 1)
         offset += seq.num_new
     return out.unsqueeze(0), None
 
@@ -109,6 +114,27 @@ def _decode(query, k_cache, v_cache, slots: torch.Tensor, lengths: torch.Tensor,
     out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask[:, None, None, :],
                                          scale=scaling)
     return out.reshape(1, batch, heads, -1)
+
+
+def _decode_modified(query, k_cache, v_cache, meta: BatchMeta, rows: list[int], scaling: float,
+                     layer_idx: int) -> torch.Tensor:
+    """Decode rows whose sequences have a score modifier, as one batch: explicit scores
+    ``[H, 1, L]`` per row (keys past a row's length are ``-inf``), each row's modifier, softmax,
+    values. Returns ``[len(rows), H, D]``."""
+    index = torch.tensor(rows, dtype=torch.long, device=query.device)
+    lengths = meta.decode_lengths.index_select(0, index)
+    max_len = max(meta.seqs[i].end for i in rows)
+    slots = meta.token_slots.index_select(0, index)
+    k = k_cache.index_select(0, slots)[:, :, :max_len].to(query.dtype)  # [B, KVH, L, D]
+    v = v_cache.index_select(0, slots)[:, :, :max_len].to(query.dtype)
+    batch, heads, kv_heads = len(rows), query.shape[1], k.shape[1]
+    q = query[0].index_select(1, index).transpose(0, 1).reshape(batch, kv_heads, heads // kv_heads, -1)
+    scores = (torch.matmul(q, k.transpose(-1, -2)).float() * scaling).reshape(batch, heads, 1, max_len)
+    visible = torch.arange(max_len, device=query.device)[None, :] < lengths[:, None]  # [B, L]
+    scores = scores.masked_fill(~visible[:, None, None, :], float("-inf"))
+    scores = torch.stack([meta.seqs[i].score_modifier(layer_idx, scores[b]) for b, i in enumerate(rows)])
+    probs = scores.softmax(dim=-1).to(query.dtype).reshape(batch, kv_heads, heads // kv_heads, max_len)
+    return torch.matmul(probs, v).reshape(batch, heads, -1)
 
 
 def _one_sequence(q, k_cache, v_cache, seq: SequenceMeta, scaling: float, layer_idx: int) -> torch.Tensor:

@@ -88,3 +88,32 @@ def test_cache_grows_and_relayouts_under_budget_keeping_contents():
     cache.ensure(4, 20)  # 4 x 256 overflows: exactly 4 x 64
     assert (cache.num_slots, cache.capacity) == (4, 64)
     assert cache.bytes_per_token * cache.num_slots * cache.capacity <= cache.memory_bytes
+
+
+def test_decode_rows_with_different_modifiers_and_lengths_match_reference():
+    """Several steered decode rows form one batch: each must see only its own keys and modifier."""
+    torch.manual_seed(2)
+    cache = SlotKVCache(1, KVH, D, dtype=torch.float32, device="cpu", max_len=64)
+    lens = [6, 11, 4]
+    full_k = [torch.randn(KVH, n + 1, D) for n in lens]
+    full_v = [torch.randn(KVH, n + 1, D) for n in lens]
+    full_q = [torch.randn(H, n + 1, D) for n in lens]
+    boost = [None, 3.0, -2.0]  # plain row, then two rows whose key 1 gets a different bias
+
+    def modifier(bias):
+        def apply(layer, scores):
+            return scores + torch.nn.functional.pad(torch.tensor([0.0, bias]), (0, scores.shape[-1] - 2))
+        return apply
+
+    run(cache, [SequenceMeta(i, 0, n) for i, n in enumerate(lens)], torch.cat([q[:, :n] for q, n in zip(full_q, lens)], 1),
+        torch.cat([k[:, :n] for k, n in zip(full_k, lens)], 1), torch.cat([v[:, :n] for v, n in zip(full_v, lens)], 1))
+    seqs = [SequenceMeta(i, n, 1, modifier(b) if b is not None else None) for i, (n, b) in enumerate(zip(lens, boost))]
+    got = run(cache, seqs, torch.cat([q[:, -1:] for q in full_q], 1), torch.cat([k[:, -1:] for k in full_k], 1),
+              torch.cat([v[:, -1:] for v in full_v], 1))
+    for i, (n, b) in enumerate(zip(lens, boost)):
+        k = full_k[i].repeat_interleave(H // KVH, 0).double()
+        v = full_v[i].repeat_interleave(H // KVH, 0).double()
+        scores = full_q[i][:, -1:].double() @ k.transpose(-1, -2) * MODULE.scaling  # [H, 1, n + 1]
+        if b is not None:
+            scores[..., 1] += b
+        torch.testing.assert_close(got[i].double(), (scores.softmax(-1) @ v)[:, 0], atol=1e-5, rtol=1e-5)
