@@ -155,9 +155,8 @@ def _check_capabilities(request: _SamplingFields, engine: Engine) -> None:
         return
     available = sorted(c.split(".", 1)[1] for c in caps if c.startswith("contrastive."))
     if method == "vcd":
-        raise bad_request(f"contrastive method 'vcd' needs image inputs and a multimodal model served on the "
-                          f"transformers engine; model {request.model!r} cannot run it (it can run: {available})",
-                          "contrastive.method")
+        raise bad_request(f"contrastive method 'vcd' needs image inputs and a multimodal (LLaVA-style) model; "
+                          f"model {request.model!r} cannot run it (it can run: {available})", "contrastive.method")
     raise bad_request(f"contrastive method {method!r} is not available for model {request.model!r} "
                       f"(it can run: {available}; the transformers engine runs icd, ascd and steer)",
                       "contrastive.method")

@@ -56,3 +56,20 @@ def build_tiny_llava(folder: Path, seed: int = 0) -> Path:
                                chat_template=CHAT_TEMPLATE)
     processor.save_pretrained(folder)
     return folder
+
+
+def with_hub_layout(folder: Path, target: Path) -> Path:
+    """A copy of the tiny LLaVA whose checkpoint names the vision tower as Hub LLaVA checkpoints do
+    (``vision_tower.vision_model.*``). transformers 5 saves ``vision_tower.*`` and loads both;
+    vLLM 0.32's LLaVA loader knows only the Hub names."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(folder, target, dirs_exist_ok=True)
+    weights = load_file(target / "model.safetensors")
+    prefix = "vision_tower."
+    weights = {prefix + "vision_model." + k[len(prefix):] if k.startswith(prefix) and "vision_model." not in k else k: v
+               for k, v in weights.items()}
+    save_file(weights, target / "model.safetensors", metadata={"format": "pt"})
+    return target

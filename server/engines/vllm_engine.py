@@ -9,6 +9,10 @@ Contrastive ICD runs as a pair of vLLM requests tied together by ``ContrastivePa
 (``vllm_contrastive``), admitted into one engine step (``vllm_admission``). Only the positive
 branch reaches the client, and only tokens the negative branch produced identically: anything
 else means the pair split, and the request fails with ``ContrastivePairSplit``.
+
+LLaVA-style models also take images (``vllm_images``: Braid's preprocessed pixels) and run VCD:
+a pair over the same prompt whose negative branch gets the images noised by forward diffusion
+(``decoding.visual_noise``, seeded by the request's seed, as on the transformers engine).
 """
 from __future__ import annotations
 
@@ -17,11 +21,14 @@ import logging
 import os
 from typing import Any, AsyncIterator
 
+from ..decoding.visual_noise import noise_image
 from ..sampling import SamplingSpec
 from .base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, TokenLogprob
 from .vllm_admission import SequenceSlots, TogetherAdmitter
 from .vllm_contrastive import ContrastivePairProcessor
+from .vllm_images import engine_input, image_token_id, supports_images
 from .vllm_pairs import ContrastivePairSplit, branch_overrides, finish_reason, pair_seed, verified_positive_stream
+from .vllm_plugin import missing_plugin
 
 __all__ = ["VLLMEngine", "ContrastivePairSplit"]
 
@@ -66,6 +73,8 @@ class VLLMEngine(Engine):
         self._slots = SequenceSlots(max_num_seqs)
         self._admitter: TogetherAdmitter | None = None
         self.tokenizer = None
+        self.processor = None  # vision-language models: the model's own processor (chat with images)
+        self._image_token: int | None = None
         self.max_model_len = max_model_len or 0
 
     async def start(self) -> None:
@@ -88,18 +97,31 @@ class VLLMEngine(Engine):
             **options,
         )
         log.info("starting vLLM engine for %s (%s)", self.name, self._model_path)
+        if missing_plugin():
+            log.warning("vLLM will not load Braid's plugin (entry point group vllm.general_plugins): without "
+                        "torchvision, LLaVA models then fail to load; reinstall braid (pip install -e .)")
         config = args.create_engine_config(UsageContext.ENGINE_CONTEXT)
         # The pair processor is a V1-interface processor: vLLM's V2 model runner (the GPU default
         # where Triton is installed) rejects it, and speculative decoding rejects any.
-        if config.speculative_config is not None or config.use_v2_model_runner:
+        pairs = config.speculative_config is None and not config.use_v2_model_runner
+        if pairs:
+            config.model_config.logits_processors = [ContrastivePairProcessor]
+        else:
             log.warning("%s: no contrastive decoding on this vLLM engine (it needs the V1 model runner, "
                         "VLLM_USE_V2_MODEL_RUNNER=0, and no speculative decoding)", self.name)
-            self.capabilities = frozenset()
-        else:
-            config.model_config.logits_processors = [ContrastivePairProcessor]
+        images = supports_images(config.model_config.hf_config)
+        capabilities = {"contrastive", "contrastive.icd"} if pairs else set()
+        if images:
+            capabilities |= {"images", "contrastive.vcd"} if pairs else {"images"}
+        self.capabilities = frozenset(capabilities)
         self._engine = AsyncLLM.from_vllm_config(config, disable_log_stats=True)
         self.max_model_len = self._engine.model_config.max_model_len
         self.tokenizer = AutoTokenizer.from_pretrained(self._model_path)
+        if images:
+            from transformers import AutoProcessor
+
+            self.processor = AutoProcessor.from_pretrained(self._model_path)
+            self._image_token = image_token_id(config.model_config.hf_config)
         self._admitter = TogetherAdmitter(self._engine, self._engine.add_request, self._abort)
 
     async def shutdown(self) -> None:
@@ -112,7 +134,7 @@ class VLLMEngine(Engine):
         return EngineStats(running=running, waiting=len(self._in_flight) - running)
 
     def validate(self, spec: SamplingSpec) -> None:
-        supported = {"contrastive"} if self.capabilities else set()
+        supported = {cap.split(".")[0] for cap in self.capabilities}
         unknown = sorted(set(spec.extra) - supported)
         if unknown:
             raise EngineError(
@@ -127,9 +149,13 @@ class VLLMEngine(Engine):
 
     def _validate_contrastive(self, spec: SamplingSpec, contrastive: dict[str, Any]) -> None:
         where = f"the vllm engine of model {self.name!r}"
-        if contrastive["method"] != "icd":
-            raise EngineError(f"{where} runs contrastive method 'icd' only, not {contrastive['method']!r}; "
+        method = contrastive["method"]
+        if f"contrastive.{method}" not in self.capabilities:
+            runs = sorted(c.split(".", 1)[1] for c in self.capabilities if c.startswith("contrastive."))
+            raise EngineError(f"{where} runs contrastive methods {runs} only, not {method!r}; "
                               "serve the model with engine 'transformers' for it")
+        if method == "vcd" and spec.extra.get("images") is None:
+            raise EngineError("vcd contrasts the prompt's images with noised copies: the request has no images")
         if spec.logprobs is not None or spec.prompt_logprobs is not None:
             raise EngineError(f"{where} cannot return logprobs of the contrastive distribution (vLLM reports "
                               "the raw model's); drop logprobs, or serve the model with engine 'transformers'")
@@ -195,12 +221,14 @@ class VLLMEngine(Engine):
         finally:
             self._in_flight.pop(request.request_id, None)
 
-    async def _generate_one(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
-        from vllm.inputs.engine import tokens_input
+    async def _input(self, token_ids: list[int], pixel_values):
+        return await engine_input(self._engine, self.name, token_ids, pixel_values, self._image_token)
 
+    async def _generate_one(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
         params = self._sampling_params(request.sampling)
         first = True
-        stream = self._engine.generate(tokens_input(request.prompt_token_ids), params, request.request_id)
+        prompt = await self._input(request.prompt_token_ids, request.sampling.extra.get("images"))
+        stream = self._engine.generate(prompt, params, request.request_id)
         async with contextlib.aclosing(stream):
             async for out in stream:
                 completion = out.outputs[0]
@@ -237,14 +265,14 @@ class VLLMEngine(Engine):
                             attempt, PAIR_ATTEMPTS, exc)
 
     async def _run_pair(self, request: EngineRequest, pair_id: str, seed: int) -> AsyncIterator[EngineOutput]:
-        from vllm.inputs.engine import tokens_input
-
         positive, negative = (self._sampling_params(request.sampling, **o)
                               for o in branch_overrides(request, pair_id, seed))
-        negative_ids = request.sampling.extra["contrastive"]["negative_prompt_ids"]
+        contrastive, images = request.sampling.extra["contrastive"], request.sampling.extra.get("images")
+        negative_images = (noise_image(images, contrastive["noise_step"], request.sampling.seed)
+                           if contrastive["method"] == "vcd" else images)
         queues = await self._admitter.admit([
-            (f"{pair_id}+", tokens_input(request.prompt_token_ids), positive),
-            (f"{pair_id}-", tokens_input(list(negative_ids)), negative),
+            (f"{pair_id}+", await self._input(request.prompt_token_ids, images), positive),
+            (f"{pair_id}-", await self._input(contrastive["negative_prompt_ids"], negative_images), negative),
         ])
         try:
             async with contextlib.aclosing(verified_positive_stream(request, *queues)) as outputs:

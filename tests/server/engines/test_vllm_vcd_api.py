@@ -1,0 +1,136 @@
+"""Image chat and VCD through the OpenAI API on a real server whose tiny LLaVA runs on the vLLM engine.
+
+References are plain ``LlavaForConditionalGeneration`` runs (no Braid or vLLM code): ``generate``
+for plain image chat, and for VCD and ICD two full forward passes per step. VCD's negative branch
+is defined as the processor's pixel tensor noised by ``decoding.visual_noise`` (the transformers
+engine's definition): the reference feeds that tensor to the model directly.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+
+import httpx
+import openai
+import pytest
+import torch
+from PIL import Image
+
+from braid.server.decoding.visual_noise import noise_image
+from braid.server.engines.vllm_plugin import missing_plugin
+from contrastive_reference import one_thread
+from server_process import start_server, stop_server
+from tiny_multimodal import with_hub_layout
+from vision_reference import encode, pair_greedy, picture
+
+KEY = "vllm-vision-key"
+STEPS = 8
+QUESTION = "What is in the picture?"
+
+
+@pytest.fixture(scope="module")
+def llava_dir(tiny_llava_dir, tmp_path_factory):
+    return with_hub_layout(tiny_llava_dir, tmp_path_factory.mktemp("tiny-llava-hub"))
+
+
+@pytest.fixture(scope="module")
+def server(llava_dir, tmp_path_factory):
+    assert not missing_plugin(), ("vLLM cannot load LLaVA here without Braid's vllm.general_plugins entry point: "
+                                  "reinstall braid (pip install -e . --no-deps)")
+    models = [{"id": "vision", "source": str(llava_dir), "engine": "vllm", "dtype": "float32", "max_num_seqs": 8,
+               "engine_options": {"enforce_eager": True, "kv_cache_memory_bytes": 256 << 20}}]
+    handle = start_server({"api_key": KEY, "log_level": "info", "models": models},
+                          tmp_path_factory.mktemp("server-vllm-vision"))
+    yield handle
+    stop_server(handle)
+
+
+@pytest.fixture(scope="module")
+def ref(llava_dir):
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    model = LlavaForConditionalGeneration.from_pretrained(llava_dir, dtype=torch.float32).eval()
+    return model, AutoProcessor.from_pretrained(llava_dir)
+
+
+def data_uri(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def image_messages(url: str, text: str = QUESTION) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                         {"type": "text", "text": text}]}]
+
+
+@torch.no_grad()
+def generate(model, ids, pixels=None):
+    images = {} if pixels is None else {"pixel_values": pixels}
+    with one_thread():
+        out = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=STEPS, do_sample=False, **images)
+    return out[0, len(ids):].tolist()
+
+
+async def test_vcd_icd_plain_image_and_text_chats_together_match_references(server, ref, tmp_path):
+    model, processor = ref
+    tokenizer, eos = processor.tokenizer, processor.tokenizer.eos_token_id
+    image, other = picture(0), picture(1)
+    path = tmp_path / "other.png"
+    other.save(path)
+    ids, pixels = encode(processor, [image], QUESTION)
+    other_ids, other_pixels = encode(processor, [other], QUESTION)
+    plain_want, other_want = generate(model, ids, pixels), generate(model, other_ids, other_pixels)
+    assert plain_want != other_want  # the image decides the answer
+    vcd_want, _ = pair_greedy(model, ids, pixels, ids, noise_image(pixels, 300, seed=7), STEPS, eos)
+    assert vcd_want != plain_want[:len(vcd_want)]  # the contrast changes the answer
+    default_noise_want, _ = pair_greedy(model, ids, pixels, ids, noise_image(pixels, 500), STEPS, eos, alpha=0.5)
+    neg_ids, _ = encode(processor, [image], QUESTION, system="Be confused.")
+    icd_want, _ = pair_greedy(model, ids, pixels, neg_ids, pixels, STEPS, eos, alpha=0.5)
+    text_ids = processor.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True,
+                                             tokenize=True, return_dict=True, return_tensors="pt")["input_ids"]
+    text_want = generate(model, text_ids[0].tolist())
+
+    client = openai.AsyncOpenAI(base_url=server.base_url, api_key=KEY, max_retries=0, timeout=300)
+
+    def ask(messages, **extra):
+        return client.chat.completions.create(model="vision", messages=messages, max_tokens=STEPS, temperature=0,
+                                              extra_body=extra or None)
+
+    messages = image_messages(data_uri(image))
+    vcd, default_noise, plain, from_file, text, icd = await asyncio.gather(
+        client.chat.completions.create(model="vision", messages=messages, max_tokens=STEPS, temperature=0, seed=7,
+                                       extra_body={"contrastive": {"method": "vcd", "noise_step": 300}}),
+        ask(messages, contrastive={"method": "vcd", "alpha": 0.5}),
+        ask(messages),
+        ask(image_messages(f"file://{path}")),
+        ask([{"role": "user", "content": QUESTION}]),
+        ask(messages, contrastive={"method": "icd", "alpha": 0.5, "negative_system_prompt": "Be confused."}))
+    for name, response, want in (("vcd", vcd, vcd_want), ("default noise", default_noise, default_noise_want),
+                                 ("plain", plain, plain_want), ("file", from_file, other_want),
+                                 ("text", text, text_want), ("icd", icd, icd_want)):
+        assert response.choices[0].message.content == tokenizer.decode(want, skip_special_tokens=True), name
+    assert plain.usage.prompt_tokens == len(ids)
+    assert vcd.usage.prompt_tokens == 2 * len(ids)  # both branches read the prompt
+    assert icd.usage.prompt_tokens == len(ids) + len(neg_ids)
+
+    stream = await client.chat.completions.create(
+        model="vision", messages=messages, max_tokens=STEPS, temperature=0, seed=7, stream=True,
+        extra_body={"contrastive": {"method": "vcd", "noise_step": 300}})
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == \
+        vcd.choices[0].message.content
+
+
+@pytest.mark.parametrize("extra,param,needle", [
+    ({"contrastive": {"method": "vcd"}, "logprobs": True}, None, "logprobs"),
+    ({"contrastive": {"method": "ascd"}}, "contrastive.method", "transformers engine"),
+    ({"steer": {"heads": "all"}}, "steer", "engine 'transformers'"),
+])
+def test_what_vllm_cannot_do_with_images_is_400(server, extra, param, needle):
+    body = {"model": "vision", "messages": image_messages(data_uri(picture(3))), "max_tokens": 4, **extra}
+    response = httpx.post(f"{server.base_url}/chat/completions", json=body,
+                          headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert needle in error["message"] and error["param"] == param, error
