@@ -36,19 +36,28 @@ def span_token_positions(offsets: Sequence[tuple[int, int]], spans: Iterable[tup
     return [i for i, (a, b) in enumerate(offsets) if b > a and any(a < end and b > start for start, end in spans)]
 
 
+def _keys(key_mask: torch.Tensor) -> torch.Tensor:
+    """A ``[L]`` key mask broadcast over ``[H, n, L]``; batched masks (``[B, 1, 1, L]``) as given."""
+    return key_mask[None, None, :] if key_mask.dim() == 1 else key_mask
+
+
 def steer_scores(scores: torch.Tensor, key_mask: torch.Tensor, head_mask: torch.Tensor | None,
-                 strength: float) -> torch.Tensor:
+                 strength: float | torch.Tensor) -> torch.Tensor:
     """``scores`` [H, n, L]; ``key_mask`` [L] bool, the steered keys; ``head_mask`` [H] bool or None
-    for every head. Steered scores become ``s + strength * |s|``."""
-    selected = key_mask[None, None, :] if head_mask is None else head_mask[:, None, None] & key_mask[None, None, :]
+    for every head. Steered scores become ``s + strength * |s|``. Batched: ``scores`` [B, H, n, L]
+    with ``key_mask`` [B, 1, 1, L], ``head_mask`` [B, H, 1, 1] and ``strength`` [B, 1, 1, 1]."""
+    selected = _keys(key_mask)
+    if head_mask is not None:
+        selected = selected & (head_mask[:, None, None] if head_mask.dim() == 1 else head_mask)
     selected = selected & torch.isfinite(scores)
     return torch.where(selected, scores + strength * scores.abs(), scores)
 
 
 def most_attended(scores: torch.Tensor, key_mask: torch.Tensor,
-                  fraction: float = DEFAULT_NEGATIVE_FRACTION) -> torch.Tensor:
-    """Bool [H, n, L]: per head and query row, the top ``ceil(fraction * visible)`` steered keys by score."""
-    visible = torch.isfinite(scores) & key_mask[None, None, :]
+                  fraction: float | torch.Tensor = DEFAULT_NEGATIVE_FRACTION) -> torch.Tensor:
+    """Bool [H, n, L]: per head and query row, the top ``ceil(fraction * visible)`` steered keys by score.
+    Batched as ``steer_scores`` (``fraction`` then [B, 1, 1], float64)."""
+    visible = torch.isfinite(scores) & _keys(key_mask)
     counts = visible.sum(dim=-1)  # [H, n]
     # The epsilon keeps float error from rounding an exact product up (0.07 * 100 = 7.000000000000001).
     take = torch.where(counts > 0, (counts.double() * fraction - 1e-9).ceil().clamp(min=1).long(), 0)
@@ -60,8 +69,9 @@ def most_attended(scores: torch.Tensor, key_mask: torch.Tensor,
     return torch.zeros_like(visible).scatter_(-1, top, keep)
 
 
-def suppress_scores(scores: torch.Tensor, key_mask: torch.Tensor, strength: float = DEFAULT_NEGATIVE_STRENGTH,
-                    fraction: float = DEFAULT_NEGATIVE_FRACTION) -> torch.Tensor:
+def suppress_scores(scores: torch.Tensor, key_mask: torch.Tensor,
+                    strength: float | torch.Tensor = DEFAULT_NEGATIVE_STRENGTH,
+                    fraction: float | torch.Tensor = DEFAULT_NEGATIVE_FRACTION) -> torch.Tensor:
     """ASCD's negative branch, all heads: the most attended steered keys get ``s - strength * |s|``."""
     selected = most_attended(scores, key_mask, fraction)
     return torch.where(selected, scores - strength * scores.abs(), scores)

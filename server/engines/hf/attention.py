@@ -132,9 +132,25 @@ def _decode_modified(query, k_cache, v_cache, meta: BatchMeta, rows: list[int], 
     scores = (torch.matmul(q, k.transpose(-1, -2)).float() * scaling).reshape(batch, heads, 1, max_len)
     visible = torch.arange(max_len, device=query.device)[None, :] < lengths[:, None]  # [B, L]
     scores = scores.masked_fill(~visible[:, None, None, :], float("-inf"))
-    scores = torch.stack([meta.seqs[i].score_modifier(layer_idx, scores[b]) for b, i in enumerate(rows)])
+    scores = _modify(scores, [meta.seqs[i].score_modifier for i in rows], layer_idx)
     probs = scores.softmax(dim=-1).to(query.dtype).reshape(batch, kv_heads, heads // kv_heads, max_len)
     return torch.matmul(probs, v).reshape(batch, heads, -1)
+
+
+def _modify(scores: torch.Tensor, modifiers: list[ScoreModifier], layer_idx: int) -> torch.Tensor:
+    """Each row of ``scores`` [B, H, n, L] through its modifier; modifiers of a class with a
+    ``batch(layer_idx, scores, modifiers)`` static method run as one call per class."""
+    groups: dict[object, list[int]] = {}
+    for b, modifier in enumerate(modifiers):
+        groups.setdefault(getattr(type(modifier), "batch", None) or modifier, []).append(b)
+    out = torch.empty_like(scores)
+    for apply, members in groups.items():
+        if apply in modifiers:  # no batch method: row by row
+            for b in members:
+                out[b] = apply(layer_idx, scores[b])
+        else:
+            out[members] = apply(layer_idx, scores[members], [modifiers[b] for b in members])
+    return out
 
 
 def _one_sequence(q, k_cache, v_cache, seq: SequenceMeta, scaling: float, layer_idx: int) -> torch.Tensor:

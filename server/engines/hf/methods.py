@@ -63,6 +63,20 @@ class SpanSteering:
             return scores
         return steer_scores(scores, _fit(self.key_mask, scores.shape[-1]), self.heads[layer_idx], self.strength)
 
+    @staticmethod
+    def batch(layer_idx: int, scores: torch.Tensor, mods: list["SpanSteering"]) -> torch.Tensor:
+        """Each of ``mods`` on its row of ``scores`` [B, H, n, L], in one pass."""
+        num_heads = scores.shape[1]
+
+        def head_row(mod: "SpanSteering") -> torch.Tensor:
+            if layer_idx not in mod.heads:
+                return scores.new_zeros(num_heads, dtype=torch.bool)
+            mask = mod.heads[layer_idx]
+            return scores.new_ones(num_heads, dtype=torch.bool) if mask is None else mask
+
+        return steer_scores(scores, _stacked_keys(mods, scores), torch.stack([head_row(m) for m in mods])[:, :, None, None],
+                            scores.new_tensor([m.strength for m in mods])[:, None, None, None])
+
 
 class AttentionSuppression:
     """Score modifier (ASCD negative branch): in every head, ``s - strength * |s|`` on each query
@@ -74,6 +88,19 @@ class AttentionSuppression:
 
     def __call__(self, layer_idx: int, scores: torch.Tensor) -> torch.Tensor:
         return suppress_scores(scores, _fit(self.key_mask, scores.shape[-1]), self.strength, self.fraction)
+
+    @staticmethod
+    def batch(layer_idx: int, scores: torch.Tensor, mods: list["AttentionSuppression"]) -> torch.Tensor:
+        """Each of ``mods`` on its row of ``scores`` [B, H, n, L], in one pass."""
+        fraction = torch.tensor([m.fraction for m in mods], dtype=torch.float64, device=scores.device)
+        return suppress_scores(scores, _stacked_keys(mods, scores),
+                               scores.new_tensor([m.strength for m in mods])[:, None, None, None],
+                               fraction[:, None, None])
+
+
+def _stacked_keys(mods, scores: torch.Tensor) -> torch.Tensor:
+    """[B, 1, 1, L]: each modifier's key mask fitted to ``scores``' keys."""
+    return torch.stack([_fit(m.key_mask, scores.shape[-1]) for m in mods])[:, None, None, :]
 
 
 def head_masks(heads, num_layers: int, num_heads: int, resolve_auto: HeadResolver, auto_heads: int,

@@ -117,3 +117,23 @@ def test_decode_rows_with_different_modifiers_and_lengths_match_reference():
         if b is not None:
             scores[..., 1] += b
         torch.testing.assert_close(got[i].double(), (scores.softmax(-1) @ v)[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_batched_modifiers_equal_each_modifier_on_its_own_row():
+    from braid.server.engines.hf.attention import _modify
+    from braid.server.engines.hf.methods import AttentionSuppression, SpanSteering
+
+    torch.manual_seed(3)
+    scores = torch.randn(5, H, 1, 12) * 4
+    scores[1, ..., 9:] = float("-inf")  # a shorter row
+    heads = torch.tensor([True, False, True, False])
+    modifiers = [SpanSteering([2, 3, 4], {0: heads}, 0.625, "cpu"),
+                 AttentionSuppression([1, 5, 6, 7, 8, 10], 1.0, 0.34, "cpu"),
+                 SpanSteering([7], {0: None, 1: heads}, 2.0, "cpu"),
+                 AttentionSuppression([0, 3], 0.5, 0.1, "cpu"),
+                 lambda layer, s: s * 0.5]
+    for layer in (0, 1):
+        got = _modify(scores, modifiers, layer)
+        want = torch.stack([m(layer, scores[b]) for b, m in enumerate(modifiers)])
+        assert torch.equal(got, want)
+    assert not torch.equal(_modify(scores, modifiers, 0), scores)
