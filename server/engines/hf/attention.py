@@ -105,8 +105,8 @@ def _decode(query, k_cache, v_cache, slots: torch.Tensor, lengths: torch.Tensor,
         a, b = slot_range
         k, v = k_cache[a:b, :, :max_len], v_cache[a:b, :, :max_len]
     else:
-        k = k_cache.index_select(0, slots)[:, :, :max_len]  # [B, KVH, L, D]
-        v = v_cache.index_select(0, slots)[:, :, :max_len]
+        k = k_cache[:, :, :max_len].index_select(0, slots)  # [B, KVH, L, D]
+        v = v_cache[:, :, :max_len].index_select(0, slots)
     batch, heads, kv_heads = query.shape[2], query.shape[1], k.shape[1]
     # One new token per sequence: the query heads sharing a KV head become rows of one query block.
     q = query[0].transpose(0, 1).reshape(batch, kv_heads, heads // kv_heads, -1)
@@ -125,8 +125,8 @@ def _decode_modified(query, k_cache, v_cache, meta: BatchMeta, rows: list[int], 
     lengths = meta.decode_lengths.index_select(0, index)
     max_len = max(meta.seqs[i].end for i in rows)
     slots = meta.token_slots.index_select(0, index)
-    k = k_cache.index_select(0, slots)[:, :, :max_len].to(query.dtype)  # [B, KVH, L, D]
-    v = v_cache.index_select(0, slots)[:, :, :max_len].to(query.dtype)
+    k = k_cache[:, :, :max_len].index_select(0, slots).to(query.dtype)  # [B, KVH, L, D]
+    v = v_cache[:, :, :max_len].index_select(0, slots).to(query.dtype)
     batch, heads, kv_heads = len(rows), query.shape[1], k.shape[1]
     q = query[0].index_select(1, index).transpose(0, 1).reshape(batch, kv_heads, heads // kv_heads, -1)
     scores = (torch.matmul(q, k.transpose(-1, -2)).float() * scaling).reshape(batch, heads, 1, max_len)
@@ -143,6 +143,8 @@ def _modify(scores: torch.Tensor, modifiers: list[ScoreModifier], layer_idx: int
     groups: dict[object, list[int]] = {}
     for b, modifier in enumerate(modifiers):
         groups.setdefault(getattr(type(modifier), "batch", None) or modifier, []).append(b)
+    if len(groups) == 1 and next(iter(groups)) not in modifiers:  # one class: no scatter back
+        return next(iter(groups))(layer_idx, scores, modifiers)
     out = torch.empty_like(scores)
     for apply, members in groups.items():
         if apply in modifiers:  # no batch method: row by row
