@@ -4,6 +4,9 @@ steering, :func:`load_steerable_llava` gives the language model the test's own e
 (``contrastive_reference.reference_attention``) and a branch's ``how`` modifies its scores."""
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import torch
 from PIL import Image
@@ -11,7 +14,22 @@ from PIL import Image
 from contrastive_reference import ATTN, combine, one_thread, reference_attention, steering
 from tiny_multimodal import IMAGE_TOKENS
 
-__all__ = ["encode", "load_steerable_llava", "pair_greedy", "picture", "plain_greedy"]
+__all__ = ["QUESTION", "data_uri", "encode", "image_messages", "load_steerable_llava", "pair_greedy", "picture",
+           "plain_greedy"]
+
+
+QUESTION = "What is in the picture?"
+
+
+def data_uri(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def image_messages(url: str, text: str = QUESTION) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                         {"type": "text", "text": text}]}]
 
 
 def picture(seed: int) -> Image.Image:

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 
 import httpx
 import openai
 import pytest
 import torch
-from PIL import Image
 
 from braid.server.decoding.visual_noise import noise_image
 from contrastive_reference import Suppress, UpSteer, one_thread
 from server_process import start_server, stop_server
 from tiny_multimodal import IMAGE_TOKENS
-from vision_reference import encode, load_steerable_llava, pair_greedy, picture, plain_greedy
+from vision_reference import (QUESTION, data_uri, encode, image_messages, load_steerable_llava, pair_greedy, picture,
+                              plain_greedy)
 
 KEY = "vision-key"
 STEPS = 8
-QUESTION = "What is in the picture?"
 
 
 @pytest.fixture(scope="session")
@@ -47,17 +45,6 @@ def ref(tiny_llava_dir):
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_llava_dir, dtype=torch.float32).eval()
     return model, AutoProcessor.from_pretrained(tiny_llava_dir)
-
-
-def data_uri(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def image_messages(url: str, text: str = QUESTION) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
-                                         {"type": "text", "text": text}]}]
 
 
 def chat(server, body: dict) -> httpx.Response:

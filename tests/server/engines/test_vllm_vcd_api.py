@@ -8,25 +8,21 @@ engine's definition): the reference feeds that tensor to the model directly.
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 
 import httpx
 import openai
 import pytest
 import torch
-from PIL import Image
 
 from braid.server.decoding.visual_noise import noise_image
 from braid.server.engines.vllm_plugin import missing_plugin
 from contrastive_reference import one_thread
 from server_process import start_server, stop_server
 from tiny_multimodal import with_hub_layout
-from vision_reference import encode, pair_greedy, picture
+from vision_reference import QUESTION, data_uri, encode, image_messages, pair_greedy, picture
 
 KEY = "vllm-vision-key"
 STEPS = 8
-QUESTION = "What is in the picture?"
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +48,6 @@ def ref(llava_dir):
 
     model = LlavaForConditionalGeneration.from_pretrained(llava_dir, dtype=torch.float32).eval()
     return model, AutoProcessor.from_pretrained(llava_dir)
-
-
-def data_uri(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def image_messages(url: str, text: str = QUESTION) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
-                                         {"type": "text", "text": text}]}]
 
 
 @torch.no_grad()
