@@ -38,7 +38,8 @@ class ByteLM:
         ``always_check``: a text to be scored (or several); its own tokens (those spelling a piece
         of it where a branch ends) are checked whatever their probability, so with
         ``min_token_prob`` > 0 it never gets probability zero just because one of its tokens is
-        rare (the probabilities still sum to one). No effect when exact.
+        rare (the probabilities still sum to one), and ``max_branches`` keeps the branches that
+        spell it first. No effect when exact.
         """
         if not context_ids:
             raise ValueError("context_ids needs at least one token (e.g. BOS)")
@@ -68,7 +69,7 @@ class ByteLM:
             self._ensure_token_logq(split_cover(parent, n)[1])
             self._covers[prefix[: n + 1]] = advance_cover(
                 parent, n, prefix[n], self._token_logq, self.vocab.token_bytes,
-                self._tokens_by_first_byte, self.max_branches)
+                self._tokens_by_first_byte, self.max_branches, tuple(t for t in self.always_check if t))
         return self._covers[prefix]
 
     def next_byte_logprobs(self, prefix: bytes = b"") -> np.ndarray:

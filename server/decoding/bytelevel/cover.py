@@ -32,11 +32,14 @@ def split_cover(cover: list[Branch], prefix_len: int) -> tuple[list[Branch], lis
 
 def advance_cover(cover: list[Branch], prefix_len: int, byte: int, token_logq: dict[tuple, np.ndarray],
                   token_bytes: list[bytes | None], tokens_by_first_byte: list[np.ndarray],
-                  max_branches: int | None = None) -> list[Branch]:
+                  max_branches: int | None = None, targets: tuple[bytes, ...] = ()) -> list[Branch]:
     """The cover of ``prefix + bytes([byte])`` from the cover of ``prefix``.
 
     ``token_logq[ids]`` holds each boundary branch's next-token log-probs (-inf = not allowed).
-    With ``max_branches`` the lowest-mass branches are dropped (then no longer exact).
+    With ``max_branches`` the lowest-mass branches are dropped (then no longer exact). Branches
+    whose text agrees with one of ``targets`` (texts being read) are all kept and
+    ``max_branches`` caps the others: else the most likely branches would be tokens running past
+    the next bytes of the text, and the text would get probability zero.
     """
     inside, boundary = split_cover(cover, prefix_len)
     new = [b for b in inside if b.text[prefix_len] == byte]
@@ -47,5 +50,7 @@ def advance_cover(cover: list[Branch], prefix_len: int, byte: int, token_logq: d
             t = int(t)
             new.append(Branch(branch.ids + (t,), branch.logq + float(logq[t]), branch.text + token_bytes[t]))
     if max_branches is not None and len(new) > max_branches:
-        new = sorted(new, key=lambda b: -b.logq)[:max_branches]
+        kept = [b for b in new if any(t.startswith(b.text) or b.text.startswith(t) for t in targets)]
+        others = [b for b in new if b not in kept]
+        new = kept + sorted(others, key=lambda b: -b.logq)[:max_branches]
     return new
