@@ -37,9 +37,10 @@ def advance_cover(cover: list[Branch], prefix_len: int, byte: int, token_logq: d
 
     ``token_logq[ids]`` holds each boundary branch's next-token log-probs (-inf = not allowed).
     With ``max_branches`` the lowest-mass branches are dropped (then no longer exact). Branches
-    whose text agrees with one of ``targets`` (texts being read) are all kept and
-    ``max_branches`` caps the others: else the most likely branches would be tokens running past
-    the next bytes of the text, and the text would get probability zero.
+    whose text agrees with one of ``targets`` (texts being read) are all kept while the new byte is
+    part of that text, and ``max_branches`` caps the others: else the most likely branches would
+    be tokens running past the next bytes of the text, and the text would get probability zero.
+    Past the end of the targets (generation) every branch counts against ``max_branches``.
     """
     inside, boundary = split_cover(cover, prefix_len)
     new = [b for b in inside if b.text[prefix_len] == byte]
@@ -50,7 +51,8 @@ def advance_cover(cover: list[Branch], prefix_len: int, byte: int, token_logq: d
             t = int(t)
             new.append(Branch(branch.ids + (t,), branch.logq + float(logq[t]), branch.text + token_bytes[t]))
     if max_branches is not None and len(new) > max_branches:
-        kept = [b for b in new if any(t.startswith(b.text) or b.text.startswith(t) for t in targets)]
+        reading = [t for t in targets if prefix_len < len(t)]  # texts the new byte still belongs to
+        kept = [b for b in new if any(t.startswith(b.text) or b.text.startswith(t) for t in reading)]
         others = [b for b in new if b not in kept]
         new = kept + sorted(others, key=lambda b: -b.logq)[:max_branches]
     return new

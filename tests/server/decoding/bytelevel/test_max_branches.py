@@ -21,3 +21,16 @@ def test_text_read_with_max_branches_keeps_its_own_branches(fixture, request):
         assert reading.cover(text), text
         steps = [reading.next_byte_logprobs(text[:n])[text[n]] for n in range(len(text))]
         assert np.isfinite(steps).all() and max(steps) <= 0, text
+
+
+def test_generation_past_the_text_is_capped_again(byte_level_setup):
+    setup = byte_level_setup
+    text = b"ab a"
+    reading = setup.byte_lm(max_branches=1, always_check=text)
+    assert reading.cover(text)
+    out = text
+    for _ in range(4):  # greedy bytes after the text: the cover is capped at one branch per byte
+        logprobs = reading.next_byte_logprobs(out)
+        byte = int(np.argmax(logprobs[:256]))
+        out += bytes([byte])
+        assert len(reading.cover(out)) == 1
