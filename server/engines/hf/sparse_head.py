@@ -47,7 +47,8 @@ class SparseHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         if not self.skip_rows:
             return self.linear(hidden)
-        keep = [i for i in range(hidden.shape[1]) if i not in set(self.skip_rows)]
+        skip = set(self.skip_rows)
+        keep = [i for i in range(hidden.shape[1]) if i not in skip]
         out = hidden.new_zeros(hidden.shape[0], hidden.shape[1], self.linear.out_features)
         if keep:
             out[:, keep] = self.linear(hidden[:, keep])
