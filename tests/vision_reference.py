@@ -14,8 +14,8 @@ from PIL import Image
 from contrastive_reference import ATTN, combine, one_thread, reference_attention, steering
 from tiny_multimodal import IMAGE_TOKENS
 
-__all__ = ["QUESTION", "data_uri", "encode", "image_messages", "load_steerable_llava", "pair_greedy", "picture",
-           "plain_greedy"]
+__all__ = ["QUESTION", "data_uri", "encode", "generate", "image_messages", "load_reference", "load_steerable_llava",
+           "pair_greedy", "picture", "plain_greedy"]
 
 
 QUESTION = "What is in the picture?"
@@ -30,6 +30,23 @@ def data_uri(image: Image.Image) -> str:
 def image_messages(url: str, text: str = QUESTION) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
                                          {"type": "text", "text": text}]}]
+
+
+def load_reference(path):
+    """A plain ``LlavaForConditionalGeneration`` (float32, eval) and its processor."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    return (LlavaForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval(),
+            AutoProcessor.from_pretrained(path))
+
+
+@torch.no_grad()
+def generate(model, ids, steps: int, pixels=None) -> list[int]:
+    """Greedy ``steps`` tokens after ``ids`` by ``model.generate`` (images optional)."""
+    images = {} if pixels is None else {"pixel_values": pixels}
+    with one_thread():
+        out = model.generate(input_ids=torch.tensor([list(ids)]), max_new_tokens=steps, do_sample=False, **images)
+    return out[0, len(ids):].tolist()
 
 
 def picture(seed: int) -> Image.Image:

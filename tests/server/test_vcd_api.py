@@ -13,14 +13,13 @@ import base64
 import httpx
 import openai
 import pytest
-import torch
 
 from braid.server.decoding.visual_noise import noise_image
-from contrastive_reference import Suppress, UpSteer, one_thread
+from contrastive_reference import Suppress, UpSteer
 from server_process import start_server, stop_server
 from tiny_multimodal import IMAGE_TOKENS
-from vision_reference import (QUESTION, data_uri, encode, image_messages, load_steerable_llava, pair_greedy, picture,
-                              plain_greedy)
+from vision_reference import (QUESTION, data_uri, encode, generate, image_messages, load_reference, load_steerable_llava,
+                              pair_greedy, picture, plain_greedy)
 
 KEY = "vision-key"
 STEPS = 8
@@ -41,10 +40,7 @@ def vision_server(tiny_llava_dir, tiny_llama_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ref(tiny_llava_dir):
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    model = AutoModelForImageTextToText.from_pretrained(tiny_llava_dir, dtype=torch.float32).eval()
-    return model, AutoProcessor.from_pretrained(tiny_llava_dir)
+    return load_reference(tiny_llava_dir)
 
 
 def chat(server, body: dict) -> httpx.Response:
@@ -60,11 +56,7 @@ async def test_vcd_plain_image_and_text_requests_together_match_references(visio
     other.save(path)
     ids, pixels = encode(processor, [image], QUESTION)
     other_ids, other_pixels = encode(processor, [other], QUESTION)
-    with one_thread(), torch.no_grad():
-        plain_want = model.generate(input_ids=torch.tensor([ids]), pixel_values=pixels, max_new_tokens=STEPS,
-                                    do_sample=False)[0, len(ids):].tolist()
-        other_want = model.generate(input_ids=torch.tensor([other_ids]), pixel_values=other_pixels,
-                                    max_new_tokens=STEPS, do_sample=False)[0, len(other_ids):].tolist()
+    plain_want, other_want = generate(model, ids, STEPS, pixels), generate(model, other_ids, STEPS, other_pixels)
     assert plain_want != other_want  # the image decides the answer
     vcd_want, vcd_dists = pair_greedy(model, ids, pixels, ids, noise_image(pixels, 300, seed=7), STEPS, eos)
     assert vcd_want != plain_want[:len(vcd_want)]  # the contrast changes the answer
@@ -101,8 +93,7 @@ async def test_vcd_plain_image_and_text_requests_together_match_references(visio
 
     text_ids = processor.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True,
                                              tokenize=True, return_dict=True, return_tensors="pt")["input_ids"]
-    with one_thread(), torch.no_grad():  # a vision model answers text-only chats as a language model
-        text_want = model.generate(input_ids=text_ids, max_new_tokens=STEPS, do_sample=False)[0, text_ids.shape[1]:]
+    text_want = generate(model, text_ids[0].tolist(), STEPS)  # a vision model answers text-only chats as an LM
     assert text.choices[0].message.content == tokenizer.decode(text_want, skip_special_tokens=True)
 
 

@@ -12,14 +12,12 @@ import asyncio
 import httpx
 import openai
 import pytest
-import torch
 
 from braid.server.decoding.visual_noise import noise_image
 from braid.server.engines.vllm_plugin import missing_plugin
-from contrastive_reference import one_thread
 from server_process import start_server, stop_server
 from tiny_multimodal import with_hub_layout
-from vision_reference import QUESTION, data_uri, encode, image_messages, pair_greedy, picture
+from vision_reference import QUESTION, data_uri, encode, generate, image_messages, load_reference, pair_greedy, picture
 
 KEY = "vllm-vision-key"
 STEPS = 8
@@ -44,18 +42,7 @@ def server(llava_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ref(llava_dir):
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
-
-    model = LlavaForConditionalGeneration.from_pretrained(llava_dir, dtype=torch.float32).eval()
-    return model, AutoProcessor.from_pretrained(llava_dir)
-
-
-@torch.no_grad()
-def generate(model, ids, pixels=None):
-    images = {} if pixels is None else {"pixel_values": pixels}
-    with one_thread():
-        out = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=STEPS, do_sample=False, **images)
-    return out[0, len(ids):].tolist()
+    return load_reference(llava_dir)
 
 
 async def test_vcd_icd_plain_image_and_text_chats_together_match_references(server, ref, tmp_path):
@@ -66,7 +53,7 @@ async def test_vcd_icd_plain_image_and_text_chats_together_match_references(serv
     other.save(path)
     ids, pixels = encode(processor, [image], QUESTION)
     other_ids, other_pixels = encode(processor, [other], QUESTION)
-    plain_want, other_want = generate(model, ids, pixels), generate(model, other_ids, other_pixels)
+    plain_want, other_want = generate(model, ids, STEPS, pixels), generate(model, other_ids, STEPS, other_pixels)
     assert plain_want != other_want  # the image decides the answer
     vcd_want, _ = pair_greedy(model, ids, pixels, ids, noise_image(pixels, 300, seed=7), STEPS, eos)
     assert vcd_want != plain_want[:len(vcd_want)]  # the contrast changes the answer
@@ -75,7 +62,7 @@ async def test_vcd_icd_plain_image_and_text_chats_together_match_references(serv
     icd_want, _ = pair_greedy(model, ids, pixels, neg_ids, pixels, STEPS, eos, alpha=0.5)
     text_ids = processor.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True,
                                              tokenize=True, return_dict=True, return_tensors="pt")["input_ids"]
-    text_want = generate(model, text_ids[0].tolist())
+    text_want = generate(model, text_ids[0].tolist(), STEPS)
 
     client = openai.AsyncOpenAI(base_url=server.base_url, api_key=KEY, max_retries=0, timeout=300)
 
