@@ -52,7 +52,8 @@ def advance_cover(cover: list[Branch], prefix_len: int, byte: int, token_logq: d
             new.append(Branch(branch.ids + (t,), branch.logq + float(logq[t]), branch.text + token_bytes[t]))
     if max_branches is not None and len(new) > max_branches:
         reading = [t for t in targets if prefix_len < len(t)]  # texts the new byte still belongs to
-        kept = [b for b in new if any(t.startswith(b.text) or b.text.startswith(t) for t in reading)]
-        others = [b for b in new if b not in kept]
+        kept, others = [], []
+        for b in new:
+            (kept if any(t.startswith(b.text) or b.text.startswith(t) for t in reading) else others).append(b)
         new = kept + sorted(others, key=lambda b: -b.logq)[:max_branches]
     return new
