@@ -21,7 +21,8 @@ import torch
 
 __all__ = [
     "DEFAULT_STRENGTH", "DEFAULT_NEGATIVE_STRENGTH", "DEFAULT_NEGATIVE_FRACTION",
-    "span_token_positions", "steer_scores", "most_attended", "suppress_scores",
+    "span_token_positions", "steer_scores", "up_steered", "most_attended", "suppression_counts", "top_steered",
+    "suppressed", "suppress_scores",
 ]
 
 DEFAULT_STRENGTH = 0.625
@@ -49,8 +50,31 @@ def steer_scores(scores: torch.Tensor, key_mask: torch.Tensor, head_mask: torch.
     selected = _keys(key_mask)
     if head_mask is not None:
         selected = selected & (head_mask[:, None, None] if head_mask.dim() == 1 else head_mask)
-    selected = selected & torch.isfinite(scores)
+    return up_steered(scores, selected & torch.isfinite(scores), strength)
+
+
+def up_steered(scores: torch.Tensor, selected: torch.Tensor, strength: float | torch.Tensor) -> torch.Tensor:
+    """``s + strength * |s|`` where ``selected``."""
     return torch.where(selected, scores + strength * scores.abs(), scores)
+
+
+def suppression_counts(visible: torch.Tensor, fraction: float | torch.Tensor) -> torch.Tensor:
+    """Long [..., n]: how many of each query row's ``visible`` steered keys (bool [..., n, L]) are suppressed,
+    ``ceil(fraction * visible)``, at least one when the row sees any."""
+    counts = visible.sum(dim=-1)
+    # The epsilon keeps float error from rounding an exact product up (0.07 * 100 = 7.000000000000001).
+    return torch.where(counts > 0, (counts.double() * fraction - 1e-9).ceil().clamp(min=1).long(), 0)
+
+
+def top_steered(scores: torch.Tensor, visible: torch.Tensor, take: torch.Tensor) -> torch.Tensor:
+    """Bool like ``scores``: per query row, its ``take`` highest-scoring ``visible`` keys (``take``
+    broadcasts against ``scores[..., 0]``)."""
+    width = int(take.max()) if take.numel() else 0
+    if width == 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    top = scores.masked_fill(~visible, float("-inf")).topk(width, dim=-1).indices  # [..., n, width]
+    keep = (torch.arange(width, device=scores.device) < take[..., None]).expand_as(top)
+    return torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, top, keep)
 
 
 def most_attended(scores: torch.Tensor, key_mask: torch.Tensor,
@@ -58,21 +82,18 @@ def most_attended(scores: torch.Tensor, key_mask: torch.Tensor,
     """Bool [H, n, L]: per head and query row, the top ``ceil(fraction * visible)`` steered keys by score.
     Batched as ``steer_scores`` (``fraction`` then [B, 1, 1], float64)."""
     visible = torch.isfinite(scores) & _keys(key_mask)
-    counts = visible.sum(dim=-1)  # [H, n]
-    # The epsilon keeps float error from rounding an exact product up (0.07 * 100 = 7.000000000000001).
-    take = torch.where(counts > 0, (counts.double() * fraction - 1e-9).ceil().clamp(min=1).long(), 0)
-    width = int(take.max()) if take.numel() else 0
-    if width == 0:
-        return torch.zeros_like(visible)
-    top = scores.masked_fill(~visible, float("-inf")).topk(width, dim=-1).indices  # [H, n, width]
-    keep = torch.arange(width, device=scores.device)[None, None, :] < take[..., None]
-    return torch.zeros_like(visible).scatter_(-1, top, keep)
+    return top_steered(scores, visible, suppression_counts(visible, fraction))
+
+
+def suppressed(scores: torch.Tensor, selected: torch.Tensor,
+               strength: float | torch.Tensor = DEFAULT_NEGATIVE_STRENGTH) -> torch.Tensor:
+    """``s - strength * |s|`` where ``selected``."""
+    return torch.where(selected, scores - strength * scores.abs(), scores)
 
 
 def suppress_scores(scores: torch.Tensor, key_mask: torch.Tensor,
                     strength: float | torch.Tensor = DEFAULT_NEGATIVE_STRENGTH,
                     fraction: float | torch.Tensor = DEFAULT_NEGATIVE_FRACTION) -> torch.Tensor:
     """ASCD's negative branch, all heads: the most attended steered keys get ``s - strength * |s|``."""
-    selected = most_attended(scores, key_mask, fraction)
-    return torch.where(selected, scores - strength * scores.abs(), scores)
+    return suppressed(scores, most_attended(scores, key_mask, fraction), strength)
 

@@ -14,7 +14,7 @@ pair) are simply two entries of one batch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from .kv_cache import SlotKVCache
 
-__all__ = ["ATTN_IMPLEMENTATION", "BatchMeta", "ScoreModifier", "SequenceMeta", "register", "slot_attention"]
+__all__ = ["ATTN_IMPLEMENTATION", "BatchMeta", "ScoreModifier", "SequenceMeta", "consecutive_range", "register",
+           "slot_attention"]
 
 ATTN_IMPLEMENTATION = "braid_slots"
 
@@ -52,7 +53,8 @@ class BatchMeta:
     decode_lengths: torch.Tensor | None  # [num_seqs] cached lengths after this step, when all num_new == 1
     decode_slot_range: tuple[int, int] | None = None  # decode slots are exactly range(a, b): slice, don't gather
     plain_rows: torch.Tensor | None = None  # decode with modifiers: rows (= sequences) without one
-
+    # What the layers of one step share (masks, prepared modifiers), built by the first layer that needs it.
+    scratch: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_decode(self) -> bool:
@@ -121,37 +123,58 @@ def _decode_modified(query, k_cache, v_cache, meta: BatchMeta, rows: list[int], 
     """Decode rows whose sequences have a score modifier, as one batch: explicit scores
     ``[H, 1, L]`` per row (keys past a row's length are ``-inf``), each row's modifier, softmax,
     values. Returns ``[len(rows), H, D]``."""
-    index = torch.tensor(rows, dtype=torch.long, device=query.device)
-    lengths = meta.decode_lengths.index_select(0, index)
-    max_len = max(meta.seqs[i].end for i in rows)
-    slots = meta.token_slots.index_select(0, index)
-    k = k_cache[:, :, :max_len].index_select(0, slots).to(query.dtype)  # [B, KVH, L, D]
-    v = v_cache[:, :, :max_len].index_select(0, slots).to(query.dtype)
+    step = meta.scratch.get("modified")
+    if step is None:
+        index = torch.tensor(rows, dtype=torch.long, device=query.device)
+        max_len = max(meta.seqs[i].end for i in rows)
+        visible = torch.arange(max_len, device=query.device)[None, :] < meta.decode_lengths.index_select(0, index)[:, None]
+        slots = meta.token_slots.index_select(0, index)
+        step = meta.scratch["modified"] = (index, slots, consecutive_range(slots.tolist()), max_len,
+                                           ~visible[:, None, None, :])
+    index, slots, slot_range, max_len, hidden = step
+    if slot_range is not None:  # a pair's two slots are usually neighbours: a view, no gather
+        k, v = k_cache[slot_range[0]:slot_range[1], :, :max_len], v_cache[slot_range[0]:slot_range[1], :, :max_len]
+    else:
+        k = k_cache[:, :, :max_len].index_select(0, slots)  # [B, KVH, L, D]
+        v = v_cache[:, :, :max_len].index_select(0, slots)
+    k, v = k.to(query.dtype), v.to(query.dtype)
     batch, heads, kv_heads = len(rows), query.shape[1], k.shape[1]
     q = query[0].index_select(1, index).transpose(0, 1).reshape(batch, kv_heads, heads // kv_heads, -1)
     scores = (torch.matmul(q, k.transpose(-1, -2)).float() * scaling).reshape(batch, heads, 1, max_len)
-    visible = torch.arange(max_len, device=query.device)[None, :] < lengths[:, None]  # [B, L]
-    scores = scores.masked_fill(~visible[:, None, None, :], float("-inf"))
-    scores = _modify(scores, [meta.seqs[i].score_modifier for i in rows], layer_idx)
+    scores = scores.masked_fill(hidden, float("-inf"))
+    scores = _modify(scores, [meta.seqs[i].score_modifier for i in rows], layer_idx, meta.scratch)
     probs = scores.softmax(dim=-1).to(query.dtype).reshape(batch, kv_heads, heads // kv_heads, max_len)
     return torch.matmul(probs, v).reshape(batch, heads, -1)
 
 
-def _modify(scores: torch.Tensor, modifiers: list[ScoreModifier], layer_idx: int) -> torch.Tensor:
+def _modify(scores: torch.Tensor, modifiers: list[ScoreModifier], layer_idx: int,
+            scratch: dict | None = None) -> torch.Tensor:
     """Each row of ``scores`` [B, H, n, L] through its modifier; modifiers of a class with a
-    ``batch(layer_idx, scores, modifiers)`` static method run as one call per class."""
+    ``prepare(scores, modifiers)`` static method run as one call per class, prepared once per step
+    when ``scratch`` (the step's shared dict; masked keys are the same in every layer) is given."""
     groups: dict[object, list[int]] = {}
     for b, modifier in enumerate(modifiers):
-        groups.setdefault(getattr(type(modifier), "batch", None) or modifier, []).append(b)
+        groups.setdefault(getattr(type(modifier), "prepare", None) or modifier, []).append(b)
+    prepared = scratch.setdefault("prepared", {}) if scratch is not None else {}
+
+    def batched(prepare, members: list[int], rows: torch.Tensor) -> torch.Tensor:
+        if prepare not in prepared:
+            prepared[prepare] = prepare(rows, [modifiers[b] for b in members])
+        return prepared[prepare](layer_idx, rows)
+
     if len(groups) == 1 and next(iter(groups)) not in modifiers:  # one class: no scatter back
-        return next(iter(groups))(layer_idx, scores, modifiers)
+        return batched(next(iter(groups)), list(range(len(modifiers))), scores)
+    if all(apply not in modifiers and members == list(range(members[0], members[-1] + 1))
+           for apply, members in groups.items()):  # each class a run of rows (an ASCD pair): slices, no scatter
+        runs = sorted(groups.items(), key=lambda item: item[1][0])
+        return torch.cat([batched(apply, members, scores[members[0]:members[-1] + 1]) for apply, members in runs])
     out = torch.empty_like(scores)
     for apply, members in groups.items():
         if apply in modifiers:  # no batch method: row by row
             for b in members:
                 out[b] = apply(layer_idx, scores[b])
         else:
-            out[members] = apply(layer_idx, scores[members], [modifiers[b] for b in members])
+            out[members] = batched(apply, members, scores[members])
     return out
 
 
@@ -186,3 +209,8 @@ def register() -> str:
 
     AttentionInterface.register(ATTN_IMPLEMENTATION, slot_attention)
     return ATTN_IMPLEMENTATION
+
+
+def consecutive_range(slots: list[int]) -> tuple[int, int] | None:
+    """``(a, b)`` when ``slots`` is exactly ``range(a, b)``: such rows are sliced from the cache, not gathered."""
+    return (slots[0], slots[-1] + 1) if slots == list(range(slots[0], slots[-1] + 1)) else None

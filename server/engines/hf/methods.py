@@ -24,7 +24,8 @@ from typing import Callable
 
 import torch
 
-from ...decoding.steering import steer_scores, suppress_scores
+from ...decoding.steering import (steer_scores, suppress_scores, suppressed, suppression_counts, top_steered,
+                                  up_steered)
 from ...decoding.visual_noise import noise_image
 from ..base import EngineError
 from .scheduler import Sequence
@@ -66,16 +67,31 @@ class SpanSteering:
     @staticmethod
     def batch(layer_idx: int, scores: torch.Tensor, mods: list["SpanSteering"]) -> torch.Tensor:
         """Each of ``mods`` on its row of ``scores`` [B, H, n, L], in one pass."""
-        num_heads = scores.shape[1]
+        return SpanSteering.prepare(scores, mods)(layer_idx, scores)
 
-        def head_row(mod: "SpanSteering") -> torch.Tensor:
+    @staticmethod
+    def prepare(scores: torch.Tensor, mods: list["SpanSteering"]) -> Callable[[int, torch.Tensor], torch.Tensor]:
+        """``batch`` for every layer of one step (``scores`` [B, H, n, L] of any layer: which keys are
+        masked is the same in all): the key, head and visibility masks are built once per layer."""
+        num_heads = scores.shape[1]
+        keys = _stacked_keys(mods, scores) & torch.isfinite(scores[:, :1])  # [B, 1, n, L]
+        strength = scores.new_tensor([m.strength for m in mods])[:, None, None, None]
+        selected: dict[int, torch.Tensor | None] = {}
+
+        def head_row(mod: "SpanSteering", layer_idx: int) -> torch.Tensor:
             if layer_idx not in mod.heads:
                 return scores.new_zeros(num_heads, dtype=torch.bool)
             mask = mod.heads[layer_idx]
             return scores.new_ones(num_heads, dtype=torch.bool) if mask is None else mask
 
-        return steer_scores(scores, _stacked_keys(mods, scores), torch.stack([head_row(m) for m in mods])[:, :, None, None],
-                            scores.new_tensor([m.strength for m in mods])[:, None, None, None])
+        def apply(layer_idx: int, layer_scores: torch.Tensor) -> torch.Tensor:
+            if layer_idx not in selected:
+                selected[layer_idx] = (keys & torch.stack([head_row(m, layer_idx) for m in mods])[:, :, None, None]
+                                       if any(layer_idx in m.heads for m in mods) else None)
+            mask = selected[layer_idx]
+            return layer_scores if mask is None else up_steered(layer_scores, mask, strength)
+
+        return apply
 
 
 class AttentionSuppression:
@@ -92,10 +108,21 @@ class AttentionSuppression:
     @staticmethod
     def batch(layer_idx: int, scores: torch.Tensor, mods: list["AttentionSuppression"]) -> torch.Tensor:
         """Each of ``mods`` on its row of ``scores`` [B, H, n, L], in one pass."""
+        return AttentionSuppression.prepare(scores, mods)(layer_idx, scores)
+
+    @staticmethod
+    def prepare(scores: torch.Tensor, mods: list["AttentionSuppression"]) -> Callable[[int, torch.Tensor], torch.Tensor]:
+        """``batch`` for every layer of one step: the visible steered keys and how many of them each
+        row suppresses depend only on the masked keys, the same in every layer and head."""
         fraction = torch.tensor([m.fraction for m in mods], dtype=torch.float64, device=scores.device)
-        return suppress_scores(scores, _stacked_keys(mods, scores),
-                               scores.new_tensor([m.strength for m in mods])[:, None, None, None],
-                               fraction[:, None, None])
+        visible = torch.isfinite(scores[:, :1]) & _stacked_keys(mods, scores)  # [B, 1, n, L]
+        take = suppression_counts(visible, fraction[:, None, None])  # [B, 1, n]
+        strength = scores.new_tensor([m.strength for m in mods])[:, None, None, None]
+
+        def apply(layer_idx: int, layer_scores: torch.Tensor) -> torch.Tensor:
+            return suppressed(layer_scores, top_steered(layer_scores, visible, take), strength)
+
+        return apply
 
 
 def _stacked_keys(mods, scores: torch.Tensor) -> torch.Tensor:

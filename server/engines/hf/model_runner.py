@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .attention import BatchMeta, SequenceMeta
+from .attention import BatchMeta, SequenceMeta, consecutive_range
 from .kv_cache import SlotKVCache
 from .scheduler import Sequence
 from .sparse_head import SparseHead
@@ -62,7 +62,7 @@ class ModelRunner:
             token_slots=torch.tensor(slots, dtype=torch.long, device=dev),
             token_positions=positions_t,
             decode_lengths=torch.tensor([m.end for m in metas], device=dev) if is_decode else None,
-            decode_slot_range=_consecutive(slots) if is_decode else None,
+            decode_slot_range=consecutive_range(slots) if is_decode else None,
             plain_rows=_plain_rows(metas, dev) if is_decode else None,
         )
         ends = torch.tensor([m.num_new for m in metas]).cumsum(0).tolist()
@@ -119,7 +119,3 @@ def _plain_rows(metas: list[SequenceMeta], device) -> torch.Tensor | None:
     if not any(m.score_modifier for m in metas):
         return None
     return torch.tensor([i for i, m in enumerate(metas) if m.score_modifier is None], dtype=torch.long, device=device)
-
-
-def _consecutive(slots: list[int]) -> tuple[int, int] | None:
-    return (slots[0], slots[-1] + 1) if slots == list(range(slots[0], slots[-1] + 1)) else None

@@ -132,8 +132,12 @@ def test_batched_modifiers_equal_each_modifier_on_its_own_row():
                  SpanSteering([7], {0: None, 1: heads}, 2.0, "cpu"),
                  AttentionSuppression([0, 3], 0.5, 0.1, "cpu"),
                  lambda layer, s: s * 0.5]
-    for layer in (0, 1):
-        got = _modify(scores, modifiers, layer)
-        want = torch.stack([m(layer, scores[b]) for b, m in enumerate(modifiers)])
-        assert torch.equal(got, want)
+    runs = [modifiers[0], modifiers[2], modifiers[1], modifiers[3]]  # each class a run of rows (ASCD pairs)
+    for mods in (modifiers, runs):
+        step = {}  # one decode step: modifiers are prepared by the first layer, reused by the next ones
+        for layer in (0, 1, 0, 2):
+            layer_scores = scores[:len(mods)] * (layer + 1)  # other layers, other scores, the same masked keys
+            want = torch.stack([m(layer, layer_scores[b]) for b, m in enumerate(mods)])
+            assert torch.equal(_modify(layer_scores, mods, layer), want)
+            assert torch.equal(_modify(layer_scores, mods, layer, step), want)
     assert not torch.equal(_modify(scores, modifiers, 0), scores)
