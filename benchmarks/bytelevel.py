@@ -30,8 +30,8 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bytelevel_common import (BUNDLED_PAIR, Stopwatch, byte_greedy, char_greedy, load_model,  # noqa: E402
-                              machine_line, mean_ci, token_greedy)
+from bytelevel_common import (BUNDLED_PAIR, KNOBS_HELP, Stopwatch, byte_greedy, char_greedy,  # noqa: E402
+                              knobs_label, load_model, machine_line, mean_ci, parse_knobs, token_greedy)
 
 from braid.server.decoding.bytelevel import ByteEnsemble, CharLM  # noqa: E402
 
@@ -45,10 +45,9 @@ def parse_args(argv=None):
     parser.add_argument("--chars", type=int, default=48, help="characters to generate per prompt")
     parser.add_argument("--prompts", type=int, default=len(PROMPTS), help=f"how many of the {len(PROMPTS)} prompts")
     parser.add_argument("--settings", nargs="+", default=["byte:1e-5", "char:1e-5", "byte:1e-3", "char:1e-3",
-                                                          "byte:1e-3:4", "byte:1e-2:2"],
-                        help="approximate settings KIND:MIN_TOKEN_PROB[:MAX_BRANCHES], KIND byte or char "
-                             "(tokens below MIN_TOKEN_PROB are masked unchecked; the cover keeps the MAX_BRANCHES "
-                             "most likely branches)")
+                                                          "byte:1e-3:4", "byte:1e-2:2", "byte:1e-3::1e-4",
+                                                          "byte:1e-3::1e-3"],
+                        help="approximate settings KIND:" + KNOBS_HELP + "; KIND byte or char")
     parser.add_argument("--exact-chars", type=int, default=6,
                         help="characters for the exact setting (min_token_prob=0) on the first prompt; 0 skips it")
     parser.add_argument("--ensemble", default="1e-3",
@@ -85,13 +84,13 @@ def run(args) -> dict[str, Tally]:
                 record(tallies["token"], watch.seconds, text, tokens, True, 1.0)
         if setting == "token":
             continue
-        kind, min_token_prob, max_branches = (setting.split(":") + [""])[:3]
-        min_token_prob, max_branches = float(min_token_prob), int(max_branches) if max_branches else None
+        kind, _, spec = setting.partition(":")
+        knobs = parse_knobs(spec)
         for model in filter(None, (small, gemma)):  # every run starts cold: no validity answers from earlier runs
             model.source.checker.clear_cache()
-        byte_lm = small.byte_lm(context, min_token_prob, max_branches)
+        byte_lm = small.byte_lm(context, **knobs)
         if kind == "ensemble":
-            other = gemma.byte_lm(gemma.text_context + gemma.encode(prompt), min_token_prob, max_branches)
+            other = gemma.byte_lm(gemma.text_context + gemma.encode(prompt), **knobs)
             with Stopwatch() as watch:
                 text = byte_greedy(ByteEnsemble([byte_lm, other], mode="mix"), n_chars)
             members = 0.0  # sum of the members' token-level seconds per character
@@ -125,17 +124,18 @@ def record(tally: Tally, seconds: float, text: str, tokens, same, ratio: float, 
 def table(tallies: dict[str, Tally], args) -> str:
     lines = [f"Byte-level decoding benchmark ({machine_line()}); SmolLM2-135M-Instruct float32 on CPU, greedy, "
              f"{args.chars} characters per prompt, {min(args.prompts, len(PROMPTS))} prompts; approximate "
-             "settings: tokens below min_token_prob are masked without a check, max_branches caps the cover.", "",
+             "settings: tokens below min_token_prob are not checked (masked, or kept with unchecked=keep), "
+             "max_branches caps the cover, min_branch_share drops branches below that share of the most likely one.", "",
              "| setting | s / char | time vs token-level (mean of per-prompt ratios, 95% CI) | forward passes / byte "
              "| same text as token-level |",
              "|---|---|---|---|---|"]
     for name, t in tallies.items():
         mean, lo, hi = mean_ci(t.ratios)
-        kind, knob, branches = (name.split(":") + ["", ""])[:3]
+        kind, _, spec = name.partition(":")
         label = {"token": "token-level (baseline)", "byte:0": f"byte, **exact** ({args.exact_chars} chars, 1 prompt)",
-                 }.get(name, f"{kind}, min_token_prob={knob}" + (f", max_branches={branches}" if branches else ""))
+                 }.get(name, f"{kind}, {knobs_label(spec)}" if spec else name)
         if kind == "ensemble":
-            label = f"mix(SmolLM2, Gemma), min_token_prob={knob}, vs the sum of both members' token-level times"
+            label = f"mix(SmolLM2, Gemma), {knobs_label(spec)}, vs the sum of both members' token-level times"
         same = "-" if kind == "ensemble" else f"{t.same}/{t.runs}"
         lines.append(f"| {label} | {t.seconds / max(t.chars, 1):.3f} | {mean:.2f}x ({lo:.2f}-{hi:.2f}) "
                      f"| {t.passes / max(t.bytes, 1):.2f} | {same} |")

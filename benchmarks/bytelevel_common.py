@@ -15,7 +15,7 @@ import torch
 from braid.server.decoding.bytelevel import END, ByteLM, CharLM, TransformersLM
 from braid.server.decoding.bytelevel.char_lm import END_OF_TEXT
 
-__all__ = ["Model", "load_model", "token_greedy", "byte_greedy", "char_greedy", "machine_line", "mean_ci",
+__all__ = ["Model", "KNOBS_HELP", "parse_knobs", "knobs_label", "load_model", "token_greedy", "byte_greedy", "char_greedy", "machine_line", "mean_ci",
            "wilson_ci", "BUNDLED_PAIR"]
 
 BUNDLED_PAIR = ("smollm2-135m-instruct", "gemma-3-270m")
@@ -35,11 +35,12 @@ class Model:
         return tuple(self.source.tokenizer.encode(text, add_special_tokens=False))
 
     def byte_lm(self, context_ids=None, min_token_prob: float = 0.0, max_branches: int | None = None,
-                always_check=b"") -> ByteLM:
-        """A fresh `ByteLM` (own KV cache) after ``context_ids`` (default: the text context)."""
+                always_check=b"", **options) -> ByteLM:
+        """A fresh `ByteLM` (own KV cache) after ``context_ids`` (default: the text context);
+        ``options``: `ByteLM`'s other speed knobs."""
         lm = TransformersLM(self.source.model, vocab_size=self.source.model.config.vocab_size)
         return ByteLM(lm, self.source.vocab, self.source.checker, context_ids=context_ids or self.text_context,
-                      min_token_prob=min_token_prob, max_branches=max_branches, always_check=always_check)
+                      min_token_prob=min_token_prob, max_branches=max_branches, always_check=always_check, **options)
 
     @torch.no_grad()
     def token_logprob(self, context_ids, text: str) -> tuple[float, int]:
@@ -48,6 +49,25 @@ class Model:
         logits = self.source.model(input_ids=torch.tensor([ids])).logits[0].double().log_softmax(-1)
         n = len(context_ids)
         return float(logits[torch.arange(n - 1, len(ids) - 1), torch.tensor(ids[n:])].sum()), len(ids) - n
+
+
+KNOBS_HELP = ("MIN_TOKEN_PROB[:MAX_BRANCHES[:SHARE]]: tokens below MIN_TOKEN_PROB are not checked for "
+              "canonicality (masked; with SHARE kept, and branches below SHARE x the most likely one dropped); "
+              "the cover keeps the MAX_BRANCHES most likely branches (empty: no cap)")
+
+
+def parse_knobs(spec: str) -> dict:
+    """``ByteLM`` keyword arguments from MIN_TOKEN_PROB[:MAX_BRANCHES[:SHARE]]."""
+    knob, branches, share = (spec.split(":") + ["", ""])[:3]
+    return {"min_token_prob": float(knob), "max_branches": int(branches) if branches else None,
+            "unchecked": "keep" if share else "mask", "min_branch_share": float(share) if share else 0.0}
+
+
+def knobs_label(spec: str) -> str:
+    knobs = parse_knobs(spec)
+    text = f"min_token_prob={spec.split(':')[0]}" + (", unchecked=keep" if knobs["unchecked"] == "keep" else "")
+    text += f", max_branches={knobs['max_branches']}" if knobs["max_branches"] else ""
+    return text + (f", min_branch_share={spec.split(':')[2]}" if knobs["min_branch_share"] else "")
 
 
 def load_model(name: str, home: Path | None = None) -> Model:

@@ -39,7 +39,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bytelevel import PROMPTS  # noqa: E402
-from bytelevel_common import BUNDLED_PAIR, Stopwatch, load_model, machine_line, token_greedy  # noqa: E402
+from bytelevel_common import (BUNDLED_PAIR, KNOBS_HELP, Stopwatch, knobs_label, load_model, machine_line,  # noqa: E402
+                              parse_knobs, token_greedy)
 
 from braid.server.decoding.bytelevel import END  # noqa: E402
 
@@ -57,8 +58,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--prefixes", type=int, default=8, help=f"how many prefixes (the first N of {len(PREFIXES)})")
-    parser.add_argument("--settings", nargs="+", default=["1e-5", "1e-3", "1e-3:4", "1e-2:2"],
-                        help="approximate settings MIN_TOKEN_PROB[:MAX_BRANCHES] (those of the speed table)")
+    parser.add_argument("--settings", nargs="+", default=["1e-5", "1e-3", "1e-3:4", "1e-2:2", "1e-3::1e-4", "1e-3::1e-3"],
+                        help="approximate settings " + KNOBS_HELP + " (those of the speed table)")
     parser.add_argument("--no-always-check", action="store_true",
                         help="don't pass the prefix as always_check (the server does; without it a prefix "
                              "whose tokens are all below MIN_TOKEN_PROB gets probability zero)")
@@ -102,7 +103,7 @@ def items(model, args) -> list[tuple[tuple[int, ...], bytes, bytes, str, str]]:
 def run(args):
     torch.set_num_threads(args.threads)
     model = load_model(BUNDLED_PAIR[0])
-    settings = [(s, float(s.split(":")[0]), int(s.split(":")[1]) if ":" in s else None) for s in args.settings]
+    settings = [(s, parse_knobs(s)) for s in args.settings]
     tallies: dict[str, Tally] = defaultdict(Tally)
     detail: list[tuple[str, str, dict[str, float]]] = []
     for context, prefix, check, text, kind in tqdm(items(model, args), desc="prefixes", unit="prefix"):
@@ -111,11 +112,11 @@ def run(args):
         tallies["exact"].seconds += watch.seconds
         best = int(np.argmax(exact))
         row = {}
-        for name, min_token_prob, max_branches in settings:
+        for name, knobs in settings:
             tally = tallies[name]
             with Stopwatch() as watch:
                 try:
-                    approx = model.byte_lm(context, min_token_prob, max_branches, check).next_byte_logprobs(prefix)
+                    approx = model.byte_lm(context, always_check=check, **knobs).next_byte_logprobs(prefix)
                 except ValueError:  # the approximation gives the prefix probability zero
                     approx = None
             tally.seconds += watch.seconds
@@ -133,8 +134,7 @@ def run(args):
 
 
 def label(name: str) -> str:
-    knob, _, branches = name.partition(":")
-    return f"min_token_prob={knob}" + (f", max_branches={branches}" if branches else "")
+    return knobs_label(name)
 
 
 def byte_name(symbol: int) -> str:

@@ -26,7 +26,7 @@ ModelKind = Literal["token", "bytelevel", "ensemble", "proxy"]
 BYTE_KINDS = ("bytelevel", "ensemble", "proxy")
 _RECIPE_FIELDS = {"bytelevel": ("source",), "ensemble": ("members", "mode"),
                   "proxy": ("base", "expert", "anti_expert", "alpha")}
-_BYTE_OPTIONS = ("min_token_prob", "max_branches")
+_BYTE_OPTIONS = ("min_token_prob", "max_branches", "unchecked_tokens", "min_branch_share")
 
 
 class ByteRef(BaseModel):
@@ -77,6 +77,11 @@ class ModelConfig(BaseModel):
     min_token_prob: float = Field(0.0, ge=0.0, lt=1.0, description="Byte-level: skip the canonicality check of "
                                   "tokens below this probability (0 = exact; 1e-5 is fast on real vocabularies).")
     max_branches: int | None = Field(None, gt=0, description="Byte-level: cap on the cover size (default: exact).")
+    unchecked_tokens: Literal["mask", "keep"] = Field("mask", description="Byte-level: what tokens below "
+                                                      "min_token_prob become, unchecked: mask (not allowed) or keep "
+                                                      "(allowed; far more accurate, pair it with min_branch_share).")
+    min_branch_share: float = Field(0.0, ge=0.0, lt=1.0, description="Byte-level: drop cover branches less likely "
+                                    "than this share of the most likely one (0 = exact; 1e-4 with keep is near-exact).")
 
     @model_validator(mode="after")
     def _fields_fit_the_kind(self) -> "ModelConfig":

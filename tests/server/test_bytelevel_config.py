@@ -32,6 +32,19 @@ def test_a_valid_recipe_config_loads_with_defaults(tmp_path):
     assert by_id["a"].engine == "vllm"
 
 
+def test_byte_level_speed_knobs_reach_every_source_of_a_recipe(tmp_path):
+    from braid.server.engines.bytelevel.recipe import build_recipe, leaves
+
+    settings = _load(tmp_path, [
+        {"id": "a", "source": "a-folder"},
+        {"id": "duo", "kind": "ensemble", "min_token_prob": 1e-3, "unchecked_tokens": "keep", "min_branch_share": 1e-4,
+         "members": [{"model": "a"}, {"source": "b-folder"}]},
+    ])
+    by_id = {m.id: m for m in settings.models}
+    options = [leaf.options for leaf in leaves(build_recipe(by_id["duo"], by_id, lambda source: source))]
+    assert options == [{"min_token_prob": 1e-3, "max_branches": None, "unchecked": "keep", "min_branch_share": 1e-4}] * 2
+
+
 @pytest.mark.parametrize("models, field", [
     ([{"id": "e", "kind": "ensemble", "members": [{"source": "x"}]}], "members"),
     ([{"id": "e", "kind": "ensemble", "members": [{"source": "x"}, {"model": "nope"}]}], "members[1].model"),
@@ -49,6 +62,9 @@ def test_a_valid_recipe_config_loads_with_defaults(tmp_path):
     ([{"id": "b", "kind": "bytelevel", "source": "x", "engine": "vllm"}], "engine"),
     ([{"id": "b", "kind": "bytelevel", "source": "x", "members": [{"source": "y"}, {"source": "z"}]}], "members"),
     ([{"id": "t", "source": "x", "min_token_prob": 0.1}], "min_token_prob"),
+    ([{"id": "t", "source": "x", "min_branch_share": 0.1}], "min_branch_share"),
+    ([{"id": "b", "kind": "bytelevel", "source": "x", "unchecked_tokens": "drop"}], "unchecked_tokens"),
+    ([{"id": "b", "kind": "bytelevel", "source": "x", "min_branch_share": 1.0}], "min_branch_share"),
     ([{"id": "p", "kind": "proxy", "base": {"model": "e"}, "expert": {"source": "y"}, "anti_expert": {"source": "z"}},
       {"id": "e", "kind": "ensemble", "members": [{"model": "p"}, {"source": "y"}]}], "cycle: p -> e -> p"),
 ])

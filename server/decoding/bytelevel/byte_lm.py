@@ -30,19 +30,33 @@ __all__ = ["ByteLM", "END"]
 class ByteLM:
     def __init__(self, lm: LanguageModel, vocab: TokenVocabulary, checker: CanonicalityChecker,
                  context_ids=(), min_token_prob: float = 0.0, max_branches: int | None = None,
-                 always_check: bytes | tuple[bytes, ...] = b""):
+                 always_check: bytes | tuple[bytes, ...] = b"", unchecked: str = "mask",
+                 min_branch_share: float = 0.0):
         """``context_ids``: fixed tokens before the text (BOS, a prompt), at least one token.
 
-        ``min_token_prob`` > 0 skips the canonicality check for tokens below that probability
-        (treated as masked) and ``max_branches`` caps the cover: both trade exactness for speed.
+        Speed knobs, each trading exactness for speed (all off by default):
+
+        * ``min_token_prob`` > 0 skips the canonicality check for tokens below that probability;
+          ``unchecked`` says what they become: ``"mask"`` (not allowed) or ``"keep"`` (allowed
+          with the model's probability: wrong only by the non-canonical part of that tail, which
+          trained models keep tiny, where masking drops the whole tail);
+        * ``min_branch_share`` > 0 drops cover branches less likely than that share of the most
+          likely branch (with ``"keep"`` the cover holds the whole tail, so this is what bounds it);
+        * ``max_branches`` caps the cover at the most likely branches.
+
         ``always_check``: a text to be scored (or several); its own tokens (those spelling a piece
         of it where a branch ends) are checked whatever their probability, so with
         ``min_token_prob`` > 0 it never gets probability zero just because one of its tokens is
         rare (the probabilities still sum to one), and ``max_branches`` keeps the branches that
-        spell it first. No effect when exact.
+        spell it (``min_branch_share`` too). No effect when exact.
         """
         if not context_ids:
             raise ValueError("context_ids needs at least one token (e.g. BOS)")
+        if unchecked not in ("mask", "keep"):
+            raise ValueError(f"unchecked must be 'mask' or 'keep', got {unchecked!r}")
+        if not 0.0 <= min_branch_share < 1.0:
+            raise ValueError(f"min_branch_share must be in [0, 1), got {min_branch_share}")
+        self.unchecked, self.min_branch_share = unchecked, min_branch_share
         self.lm, self.vocab, self.checker = lm, vocab, checker
         self.context_ids = tuple(context_ids)
         self.min_token_prob = min_token_prob
@@ -69,7 +83,8 @@ class ByteLM:
             self._ensure_token_logq(split_cover(parent, n)[1])
             self._covers[prefix[: n + 1]] = advance_cover(
                 parent, n, prefix[n], self._token_logq, self.vocab.token_bytes,
-                self._tokens_by_first_byte, self.max_branches, tuple(t for t in self.always_check if t))
+                self._tokens_by_first_byte, self.max_branches, tuple(t for t in self.always_check if t),
+                self.min_branch_share)
         return self._covers[prefix]
 
     def next_byte_logprobs(self, prefix: bytes = b"") -> np.ndarray:
@@ -151,6 +166,8 @@ class ByteLM:
         valid = np.zeros(self.vocab.size, dtype=bool)
         candidates = np.flatnonzero(self.vocab.first_byte >= 0)
         if self.min_token_prob > 0:
+            if self.unchecked == "keep":
+                valid[candidates] = True
             candidates = candidates[logprobs[candidates] >= np.log(self.min_token_prob)]
             candidates = np.union1d(candidates, self._tokens_of_target(ids)).astype(np.int64)
         valid[candidates] = self.checker.valid_next_tokens(ids, candidates)

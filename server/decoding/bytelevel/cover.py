@@ -32,28 +32,48 @@ def split_cover(cover: list[Branch], prefix_len: int) -> tuple[list[Branch], lis
 
 def advance_cover(cover: list[Branch], prefix_len: int, byte: int, token_logq: dict[tuple, np.ndarray],
                   token_bytes: list[bytes | None], tokens_by_first_byte: list[np.ndarray],
-                  max_branches: int | None = None, targets: tuple[bytes, ...] = ()) -> list[Branch]:
+                  max_branches: int | None = None, targets: tuple[bytes, ...] = (),
+                  min_share: float = 0.0) -> list[Branch]:
     """The cover of ``prefix + bytes([byte])`` from the cover of ``prefix``.
 
     ``token_logq[ids]`` holds each boundary branch's next-token log-probs (-inf = not allowed).
-    With ``max_branches`` the lowest-mass branches are dropped (then no longer exact). Branches
-    whose text agrees with one of ``targets`` (texts being read) are all kept while the new byte is
-    part of that text, and ``max_branches`` caps the others: else the most likely branches would
-    be tokens running past the next bytes of the text, and the text would get probability zero.
-    Past the end of the targets (generation) every branch counts against ``max_branches``.
+    With ``min_share`` > 0, branches less likely than ``min_share`` times the most likely one are
+    dropped (before they are built: a boundary branch can have tens of thousands of extensions);
+    with ``max_branches`` the lowest-mass branches are dropped. Either makes the cover inexact.
+    Branches whose text agrees with one of ``targets`` (texts being read) are all kept while the
+    new byte is part of that text, and ``max_branches`` caps the others: else the most likely
+    branches would be tokens running past the next bytes of the text, and the text would get
+    probability zero. Past the end of the targets (generation) every branch counts against both.
     """
     inside, boundary = split_cover(cover, prefix_len)
+    reading = [t for t in targets if prefix_len < len(t)]  # texts the new byte still belongs to
+
+    def agrees(text: bytes) -> bool:
+        return any(t.startswith(text) or text.startswith(t) for t in reading)
+
     new = [b for b in inside if b.text[prefix_len] == byte]
+    extensions = []  # (branch, token ids, their branch masses)
     for branch in boundary:
-        logq = token_logq[branch.ids]
         candidates = tokens_by_first_byte[byte]
-        for t in candidates[np.isfinite(logq[candidates])]:
-            t = int(t)
-            new.append(Branch(branch.ids + (t,), branch.logq + float(logq[t]), branch.text + token_bytes[t]))
+        logq = token_logq[branch.ids][candidates]
+        finite = np.isfinite(logq)
+        extensions.append((branch, candidates[finite], branch.logq + logq[finite]))
+    if min_share > 0:
+        top = max([b.logq for b in new] + [float(m.max()) for _, _, m in extensions if m.size], default=-np.inf)
+        floor = top + np.log(min_share)
+        new = [b for b in new if b.logq >= floor or (reading and agrees(b.text))]
+        kept = []
+        for branch, ids, masses in extensions:
+            keep = masses >= floor
+            if reading:
+                keep |= np.array([agrees(branch.text + token_bytes[t]) for t in ids], dtype=bool)
+            kept.append((branch, ids[keep], masses[keep]))
+        extensions = kept
+    for branch, ids, masses in extensions:
+        new.extend(Branch(branch.ids + (t,), m, branch.text + token_bytes[t]) for t, m in zip(ids.tolist(), masses.tolist()))
     if max_branches is not None and len(new) > max_branches:
-        reading = [t for t in targets if prefix_len < len(t)]  # texts the new byte still belongs to
         kept, others = [], []
         for b in new:
-            (kept if any(t.startswith(b.text) or b.text.startswith(t) for t in reading) else others).append(b)
+            (kept if agrees(b.text) else others).append(b)
         new = kept + sorted(others, key=lambda b: -b.logq)[:max_branches]
     return new

@@ -24,6 +24,14 @@ class SourceLeaf:
     min_token_prob: float
     max_branches: int | None
     label: str  # how the config names it, for messages
+    unchecked: str = "mask"
+    min_branch_share: float = 0.0
+
+    @property
+    def options(self) -> dict:
+        """The speed knobs, as ``ByteLM`` keyword arguments."""
+        return {"min_token_prob": self.min_token_prob, "max_branches": self.max_branches,
+                "unchecked": self.unchecked, "min_branch_share": self.min_branch_share}
 
     @property
     def key(self) -> tuple[str, str]:
@@ -57,16 +65,22 @@ def build_recipe(config, by_id: Mapping[str, object], resolve: Callable[[str], s
         base, expert, anti = (_part(getattr(config, n), config, by_id, resolve)
                               for n in ("base", "expert", "anti_expert"))
         return ProxyNode(base, expert, anti, float(config.alpha))
-    return SourceLeaf(resolve(config.source), config.dtype, config.min_token_prob, config.max_branches, config.id)
+    return _leaf(resolve(config.source), config, config.id)
 
 
 def _part(ref, owner, by_id, resolve) -> Recipe:
     if ref.source is not None:
-        return SourceLeaf(resolve(ref.source), owner.dtype, owner.min_token_prob, owner.max_branches, ref.source)
+        return _leaf(resolve(ref.source), owner, ref.source)
     target = by_id[ref.model]
     if target.kind == "token":  # a token-level entry's source, read with the owner's dtype and byte options
-        return SourceLeaf(resolve(target.source), owner.dtype, owner.min_token_prob, owner.max_branches, target.id)
+        return _leaf(resolve(target.source), owner, target.id)
     return build_recipe(target, by_id, resolve)
+
+
+def _leaf(path: str, owner, label: str) -> SourceLeaf:
+    """A source read with ``owner``'s dtype and byte-level options."""
+    return SourceLeaf(path, owner.dtype, owner.min_token_prob, owner.max_branches, label, owner.unchecked_tokens,
+                      owner.min_branch_share)
 
 
 def leaves(recipe: Recipe) -> list[SourceLeaf]:
@@ -93,10 +107,10 @@ def instantiate(recipe: Recipe, sources: Mapping[tuple[str, str], LoadedSource],
     ``always_check`` (the prompt's bytes) is scored even where ``min_token_prob`` would mask its tokens."""
     memo = {} if _memo is None else _memo
     if isinstance(recipe, SourceLeaf):
-        key = (recipe.key, recipe.min_token_prob, recipe.max_branches)
+        key = (recipe.key, *recipe.options.values())
         if key not in memo:
             source = sources[recipe.key]
-            memo[key] = source.byte_lm(context(recipe), recipe.min_token_prob, recipe.max_branches, always_check)
+            memo[key] = source.byte_lm(context(recipe), always_check=always_check, **recipe.options)
         return memo[key]
     if isinstance(recipe, EnsembleNode):
         return ByteEnsemble([instantiate(m, sources, context, always_check, memo) for m in recipe.members], recipe.weights,

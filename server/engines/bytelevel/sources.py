@@ -41,13 +41,14 @@ class LoadedSource:
                                                   **(template_kwargs or {}))
         return tuple(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def byte_lm(self, context_ids: tuple[int, ...], min_token_prob: float, max_branches: int | None,
-                always_check: bytes = b"") -> ByteLM:
+    def byte_lm(self, context_ids: tuple[int, ...], min_token_prob: float = 0.0, max_branches: int | None = None,
+                always_check: bytes = b"", **options) -> ByteLM:
+        """A fresh ``ByteLM`` over this source; ``options``: ``ByteLM``'s other speed knobs."""
         if self.checker.cached_results > _CHECKER_CACHE_LIMIT:
             self.checker.clear_cache()
         lm = TransformersLM(self.model, vocab_size=self.model.config.vocab_size)
         return ByteLM(lm, self.vocab, self.checker, context_ids=context_ids, min_token_prob=min_token_prob,
-                      max_branches=max_branches, always_check=always_check)
+                      max_branches=max_branches, always_check=always_check, **options)
 
 
 _loaded: dict[tuple[str, str], LoadedSource] = {}
