@@ -6,8 +6,8 @@ and interleaved (so load from other processes hits every setting alike):
 * ``token``: plain token-level greedy decoding (KV cache, one forward per token): the baseline;
 * ``byte`` / ``char``: greedy decoding of the same model read at byte level (`ByteLM`) or
   character level (`CharLM`), from the same prompt tokens, to the same length in characters,
-  under each ``--min-token-prob`` (0 = exact; > 0 = tokens below it are not checked and count
-  as masked, an approximation);
+  under each ``--settings`` entry (exact on ``--exact-chars``; the others approximate: tokens
+  below a probability not checked, masked or kept, and the cover pruned, see ``--settings``);
 * with ``--ensemble``: a `mix` ensemble of SmolLM2 and Gemma-3-270M, against the sum of both
   members' token-level times on the same prompt.
 

@@ -9,9 +9,10 @@ is computed
 
 * exactly (``min_token_prob=0``, no ``max_branches``: every token of the vocabulary checked for
   canonicality at every branch), and
-* under each ``--settings`` entry MIN_TOKEN_PROB[:MAX_BRANCHES] (tokens below MIN_TOKEN_PROB are
-  masked without a check and the rest renormalized; the cover keeps the MAX_BRANCHES most likely
-  branches).
+* under each ``--settings`` entry MIN_TOKEN_PROB[:MAX_BRANCHES[:SHARE]] (tokens below
+  MIN_TOKEN_PROB are not checked: masked and the rest renormalized, or, with SHARE, kept with the
+  model's probability while branches below SHARE x the most likely one are dropped; the cover
+  keeps the MAX_BRANCHES most likely branches).
 
 With ``--continuation`` the prompts are instead token context (as in `bytelevel.py`'s
 generation) and the prefixes are the first ``--cut-bytes`` bytes of each prompt's token-level
