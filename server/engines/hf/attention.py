@@ -9,8 +9,11 @@ Extension point: a :class:`SequenceMeta` may carry a ``score_modifier``, a funct
 ``(layer_idx, scores)`` that returns new pre-softmax scores for that sequence (``scores`` is
 ``[num_heads, num_new, num_keys]``, float32, scaled, masked with ``-inf``). Only sequences with a
 modifier take the explicit (non-SDPA) path; in a decode step they form one batch of explicit
-scores (each row then through its own modifier) and the others share one batched SDPA call. Attention steering plugs in here. Sequences that must step together (a contrastive
-pair) are simply two entries of one batch.
+scores (each row then through its own modifier) and the others share one batched SDPA call. A
+modifier class with a static ``prepare(scores, modifiers)`` runs its rows as one call, prepared by
+the first layer of a step and reused by the others (``BatchMeta.scratch``). Attention steering
+plugs in here. Sequences that must step together (a contrastive pair) are simply two entries of
+one batch.
 """
 from __future__ import annotations
 

@@ -65,14 +65,10 @@ class SpanSteering:
         return steer_scores(scores, _fit(self.key_mask, scores.shape[-1]), self.heads[layer_idx], self.strength)
 
     @staticmethod
-    def batch(layer_idx: int, scores: torch.Tensor, mods: list["SpanSteering"]) -> torch.Tensor:
-        """Each of ``mods`` on its row of ``scores`` [B, H, n, L], in one pass."""
-        return SpanSteering.prepare(scores, mods)(layer_idx, scores)
-
-    @staticmethod
     def prepare(scores: torch.Tensor, mods: list["SpanSteering"]) -> Callable[[int, torch.Tensor], torch.Tensor]:
-        """``batch`` for every layer of one step (``scores`` [B, H, n, L] of any layer: which keys are
-        masked is the same in all): the key, head and visibility masks are built once per layer."""
+        """Each of ``mods`` on its row of ``scores`` [B, H, n, L], as one function for every layer of a
+        step (``scores`` of any layer: which keys are masked is the same in all); the key, head and
+        visibility masks are built once per layer."""
         num_heads = scores.shape[1]
         keys = _stacked_keys(mods, scores) & torch.isfinite(scores[:, :1])  # [B, 1, n, L]
         strength = scores.new_tensor([m.strength for m in mods])[:, None, None, None]
@@ -106,14 +102,10 @@ class AttentionSuppression:
         return suppress_scores(scores, _fit(self.key_mask, scores.shape[-1]), self.strength, self.fraction)
 
     @staticmethod
-    def batch(layer_idx: int, scores: torch.Tensor, mods: list["AttentionSuppression"]) -> torch.Tensor:
-        """Each of ``mods`` on its row of ``scores`` [B, H, n, L], in one pass."""
-        return AttentionSuppression.prepare(scores, mods)(layer_idx, scores)
-
-    @staticmethod
     def prepare(scores: torch.Tensor, mods: list["AttentionSuppression"]) -> Callable[[int, torch.Tensor], torch.Tensor]:
-        """``batch`` for every layer of one step: the visible steered keys and how many of them each
-        row suppresses depend only on the masked keys, the same in every layer and head."""
+        """Each of ``mods`` on its row of ``scores`` [B, H, n, L], as one function for every layer of a
+        step: the visible steered keys and how many of them each row suppresses depend only on the
+        masked keys, the same in every layer and head."""
         fraction = torch.tensor([m.fraction for m in mods], dtype=torch.float64, device=scores.device)
         visible = torch.isfinite(scores[:, :1]) & _stacked_keys(mods, scores)  # [B, 1, n, L]
         take = suppression_counts(visible, fraction[:, None, None])  # [B, 1, n]
