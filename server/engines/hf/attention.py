@@ -106,12 +106,7 @@ def slot_attention(module, query, key, value, attention_mask, scaling=None, drop
 def _decode(query, k_cache, v_cache, slots: torch.Tensor, lengths: torch.Tensor, max_len: int,
             slot_range: tuple[int, int] | None, scaling: float) -> torch.Tensor:
     """One new token per sequence: ``query`` [1, H, B, D] -> [1, B, H, D]."""
-    if slot_range is not None:
-        a, b = slot_range
-        k, v = k_cache[a:b, :, :max_len], v_cache[a:b, :, :max_len]
-    else:
-        k = k_cache[:, :, :max_len].index_select(0, slots)  # [B, KVH, L, D]
-        v = v_cache[:, :, :max_len].index_select(0, slots)
+    k, v = _cached_kv(k_cache, v_cache, slots, slot_range, max_len)
     batch, heads, kv_heads = query.shape[2], query.shape[1], k.shape[1]
     # One new token per sequence: the query heads sharing a KV head become rows of one query block.
     q = query[0].transpose(0, 1).reshape(batch, kv_heads, heads // kv_heads, -1)
@@ -119,6 +114,16 @@ def _decode(query, k_cache, v_cache, slots: torch.Tensor, lengths: torch.Tensor,
     out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask[:, None, None, :],
                                          scale=scaling)
     return out.reshape(1, batch, heads, -1)
+
+
+def _cached_kv(k_cache, v_cache, slots: torch.Tensor, slot_range: tuple[int, int] | None,
+               max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``max_len`` cached keys and values of ``slots``, [B, KVH, L, D]: a view when the
+    slots are exactly ``range(*slot_range)``, else a gather."""
+    if slot_range is not None:
+        a, b = slot_range
+        return k_cache[a:b, :, :max_len], v_cache[a:b, :, :max_len]
+    return k_cache[:, :, :max_len].index_select(0, slots), v_cache[:, :, :max_len].index_select(0, slots)
 
 
 def _decode_modified(query, k_cache, v_cache, meta: BatchMeta, rows: list[int], scaling: float,
@@ -135,11 +140,7 @@ def _decode_modified(query, k_cache, v_cache, meta: BatchMeta, rows: list[int], 
         step = meta.scratch["modified"] = (index, slots, consecutive_range(slots.tolist()), max_len,
                                            ~visible[:, None, None, :])
     index, slots, slot_range, max_len, hidden = step
-    if slot_range is not None:  # a pair's two slots are usually neighbours: a view, no gather
-        k, v = k_cache[slot_range[0]:slot_range[1], :, :max_len], v_cache[slot_range[0]:slot_range[1], :, :max_len]
-    else:
-        k = k_cache[:, :, :max_len].index_select(0, slots)  # [B, KVH, L, D]
-        v = v_cache[:, :, :max_len].index_select(0, slots)
+    k, v = _cached_kv(k_cache, v_cache, slots, slot_range, max_len)  # a pair's slots are usually neighbours
     k, v = k.to(query.dtype), v.to(query.dtype)
     batch, heads, kv_heads = len(rows), query.shape[1], k.shape[1]
     q = query[0].index_select(1, index).transpose(0, 1).reshape(batch, kv_heads, heads // kv_heads, -1)
