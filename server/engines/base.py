@@ -12,13 +12,20 @@ from typing import AsyncIterator, Literal
 
 from ..sampling import SamplingSpec
 
-__all__ = ["ChatConversation", "Engine", "EngineRequest", "EngineOutput", "TokenLogprob", "EngineStats", "EngineError"]
+__all__ = ["ChatConversation", "Engine", "EngineRequest", "EngineOutput", "TokenLogprob", "EngineStats", "EngineError",
+           "require_vcd_images"]
 
 FinishReason = Literal["stop", "length", "abort"]
 
 
 class EngineError(RuntimeError):
     """A request the engine cannot run (bad parameters for this engine). Mapped to HTTP 400."""
+
+
+def require_vcd_images(extra: dict) -> None:
+    """Every engine's check of a VCD request (``SamplingSpec.extra``): it must carry images."""
+    if extra["contrastive"]["method"] == "vcd" and extra.get("images") is None:
+        raise EngineError("vcd contrasts the prompt's images with noised copies: the request has no images")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any, AsyncIterator
 
 from ..decoding.visual_noise import noise_image
 from ..sampling import SamplingSpec
-from .base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, TokenLogprob
+from .base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, TokenLogprob, require_vcd_images
 from .vllm_admission import SequenceSlots, TogetherAdmitter
 from .vllm_contrastive import ContrastivePairProcessor
 from .vllm_images import engine_input, image_token_id, supports_images
@@ -154,8 +154,7 @@ class VLLMEngine(Engine):
             runs = sorted(c.split(".", 1)[1] for c in self.capabilities if c.startswith("contrastive."))
             raise EngineError(f"{where} runs contrastive methods {runs} only, not {method!r}; "
                               "serve the model with engine 'transformers' for it")
-        if method == "vcd" and spec.extra.get("images") is None:
-            raise EngineError("vcd contrasts the prompt's images with noised copies: the request has no images")
+        require_vcd_images(spec.extra)
         if spec.logprobs is not None or spec.prompt_logprobs is not None:
             raise EngineError(f"{where} cannot return logprobs of the contrastive distribution (vLLM reports "
                               "the raw model's); drop logprobs, or serve the model with engine 'transformers'")

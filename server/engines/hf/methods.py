@@ -27,7 +27,7 @@ import torch
 from ...decoding.steering import (steer_scores, suppress_scores, suppressed, suppression_counts, top_steered,
                                   up_steered)
 from ...decoding.visual_noise import noise_image
-from ..base import EngineError
+from ..base import EngineError, require_vcd_images
 from .scheduler import Sequence
 
 __all__ = ["AttentionSuppression", "SpanSteering", "attach_methods", "validate_methods", "validate_positions",
@@ -185,8 +185,7 @@ def validate_methods(extra: dict, name: str, capabilities: frozenset[str], max_n
             raise EngineError(f"the negative prompt has {len(ids)} tokens; this model's context is {max_model_len}")
         if contrastive["method"] == "ascd":
             _validate_steer(contrastive["steer"], name, num_layers, num_heads)
-        if contrastive["method"] == "vcd" and extra.get("images") is None:
-            raise EngineError("vcd contrasts the prompt's images with noised copies: the request has no images")
+        require_vcd_images(extra)
     if extra.get("steer") is not None:
         _validate_steer(extra["steer"], name, num_layers, num_heads)
 
