@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from braid.server.decoding.visual_noise import noise_image
 from contrastive_reference import ATTN, combine, one_thread, reference_attention, steering
 from tiny_multimodal import IMAGE_TOKENS
 
-__all__ = ["QUESTION", "data_uri", "encode", "generate", "image_messages", "load_reference", "load_steerable_llava",
-           "pair_greedy", "picture", "plain_greedy"]
+__all__ = ["ChatAnswers", "QUESTION", "chat_answers", "data_uri", "encode", "generate", "image_messages",
+           "load_reference", "load_steerable_llava", "pair_greedy", "picture", "plain_greedy"]
 
 
 QUESTION = "What is in the picture?"
@@ -63,6 +66,44 @@ def encode(processor, images: list[Image.Image], text: str, system: str | None =
     ids = enc["input_ids"][0].tolist()
     assert ids.count(processor.tokenizer.convert_tokens_to_ids("<image>")) == IMAGE_TOKENS * len(images)
     return ids, enc["pixel_values"]
+
+
+@dataclass
+class ChatAnswers:
+    """What a plain reference model answers to the image-chat requests both engines' API tests send."""
+
+    image: Image.Image  # the picture sent as a data URI
+    other_path: Path  # another picture, sent as a file
+    ids: list[int]  # the prompt with ``image``
+    pixels: torch.Tensor  # ``image`` as the processor gives it to the model
+    neg_ids: list[int]  # the same prompt under the system prompt "Be confused." (ICD's negative)
+    plain: list[int]
+    other: list[int]  # the answer for the picture at ``other_path``
+    text: list[int]  # the text-only chat (no image)
+    vcd: list[int]  # VCD, noise step 300, seed 7, alpha 1
+    vcd_dists: list  # its combined distribution at each step
+    icd: list[int]  # ICD with ``neg_ids``, alpha 0.5
+
+
+def chat_answers(model, processor, steps: int, workdir: Path) -> ChatAnswers:
+    """The reference answers (greedy, ``steps`` tokens) of the shared image-chat requests; asserts
+    that the image decides the answer and that VCD changes it, else those tests would prove little."""
+    eos = processor.tokenizer.eos_token_id
+    image, other = picture(0), picture(1)
+    other_path = workdir / "other.png"
+    other.save(other_path)
+    ids, pixels = encode(processor, [image], QUESTION)
+    other_ids, other_pixels = encode(processor, [other], QUESTION)
+    plain, other_answer = generate(model, ids, steps, pixels), generate(model, other_ids, steps, other_pixels)
+    assert plain != other_answer  # the image decides the answer
+    vcd, vcd_dists = pair_greedy(model, ids, pixels, ids, noise_image(pixels, 300, seed=7), steps, eos)
+    assert vcd != plain[:len(vcd)]  # the contrast changes the answer
+    neg_ids, _ = encode(processor, [image], QUESTION, system="Be confused.")
+    icd, _ = pair_greedy(model, ids, pixels, neg_ids, pixels, steps, eos, alpha=0.5)
+    text_ids = processor.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True,
+                                             tokenize=True, return_dict=True, return_tensors="pt")["input_ids"]
+    text = generate(model, text_ids[0].tolist(), steps)  # a vision model answers text-only chats as an LM
+    return ChatAnswers(image, other_path, ids, pixels, neg_ids, plain, other_answer, text, vcd, vcd_dists, icd)
 
 
 def load_steerable_llava(path):

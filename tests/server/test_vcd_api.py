@@ -14,12 +14,11 @@ import httpx
 import openai
 import pytest
 
-from braid.server.decoding.visual_noise import noise_image
 from contrastive_reference import Suppress, UpSteer
 from server_process import start_server, stop_server
 from tiny_multimodal import IMAGE_TOKENS
-from vision_reference import (QUESTION, data_uri, encode, generate, image_messages, load_reference, load_steerable_llava,
-                              pair_greedy, picture, plain_greedy)
+from vision_reference import (QUESTION, chat_answers, data_uri, encode, image_messages, load_reference,
+                              load_steerable_llava, pair_greedy, picture, plain_greedy)
 
 KEY = "vision-key"
 STEPS = 8
@@ -50,18 +49,9 @@ def chat(server, body: dict) -> httpx.Response:
 
 async def test_vcd_plain_image_and_text_requests_together_match_references(vision_server, ref, tmp_path):
     model, processor = ref
-    tokenizer, eos = processor.tokenizer, processor.tokenizer.eos_token_id
-    image, other = picture(0), picture(1)
-    path = tmp_path / "other.png"
-    other.save(path)
-    ids, pixels = encode(processor, [image], QUESTION)
-    other_ids, other_pixels = encode(processor, [other], QUESTION)
-    plain_want, other_want = generate(model, ids, STEPS, pixels), generate(model, other_ids, STEPS, other_pixels)
-    assert plain_want != other_want  # the image decides the answer
-    vcd_want, vcd_dists = pair_greedy(model, ids, pixels, ids, noise_image(pixels, 300, seed=7), STEPS, eos)
-    assert vcd_want != plain_want[:len(vcd_want)]  # the contrast changes the answer
-    neg_ids, _ = encode(processor, [image], QUESTION, system="Be confused.")
-    icd_want, _ = pair_greedy(model, ids, pixels, neg_ids, pixels, STEPS, eos, alpha=0.5)
+    tokenizer = processor.tokenizer
+    want = chat_answers(model, processor, STEPS, tmp_path)
+    image, ids, neg_ids = want.image, want.ids, want.neg_ids
 
     client = openai.AsyncOpenAI(base_url=vision_server.base_url, api_key=KEY, max_retries=0, timeout=300)
     vcd, plain, from_file, text, icd = await asyncio.gather(
@@ -70,31 +60,27 @@ async def test_vcd_plain_image_and_text_requests_together_match_references(visio
                                        extra_body={"contrastive": {"method": "vcd", "noise_step": 300}}),
         client.chat.completions.create(model="vision", messages=image_messages(data_uri(image)), max_tokens=STEPS,
                                        temperature=0),
-        client.chat.completions.create(model="vision", messages=image_messages(f"file://{path}"), max_tokens=STEPS,
-                                       temperature=0),
+        client.chat.completions.create(model="vision", messages=image_messages(f"file://{want.other_path}"),
+                                       max_tokens=STEPS, temperature=0),
         client.chat.completions.create(model="vision", messages=[{"role": "user", "content": QUESTION}],
                                        max_tokens=STEPS, temperature=0),
         client.chat.completions.create(model="vision", messages=image_messages(data_uri(image)), max_tokens=STEPS,
                                        temperature=0, extra_body={"contrastive": {
                                            "method": "icd", "alpha": 0.5, "negative_system_prompt": "Be confused."}}))
-    assert plain.choices[0].message.content == tokenizer.decode(plain_want, skip_special_tokens=True)
-    assert from_file.choices[0].message.content == tokenizer.decode(other_want, skip_special_tokens=True)
+    assert plain.choices[0].message.content == tokenizer.decode(want.plain, skip_special_tokens=True)
+    assert from_file.choices[0].message.content == tokenizer.decode(want.other, skip_special_tokens=True)
     assert plain.usage.prompt_tokens == len(ids)
-    assert icd.choices[0].message.content == tokenizer.decode(icd_want, skip_special_tokens=True)
+    assert icd.choices[0].message.content == tokenizer.decode(want.icd, skip_special_tokens=True)
     assert icd.usage.prompt_tokens == len(ids) + len(neg_ids)
 
-    assert vcd.choices[0].message.content == tokenizer.decode(vcd_want, skip_special_tokens=True)
+    assert vcd.choices[0].message.content == tokenizer.decode(want.vcd, skip_special_tokens=True)
     entries = vcd.choices[0].logprobs.content
-    assert len(entries) == len(vcd_want)
-    for token, entry, dist in zip(vcd_want, entries, vcd_dists):
+    assert len(entries) == len(want.vcd)
+    for token, entry, dist in zip(want.vcd, entries, want.vcd_dists):
         assert entry.logprob == pytest.approx(float(dist[token]), abs=1e-4)
         assert [t.logprob for t in entry.top_logprobs] == pytest.approx(dist.topk(3).values.tolist(), abs=1e-4)
     assert vcd.usage.prompt_tokens == 2 * len(ids)  # both branches read the prompt
-
-    text_ids = processor.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True,
-                                             tokenize=True, return_dict=True, return_tensors="pt")["input_ids"]
-    text_want = generate(model, text_ids[0].tolist(), STEPS)  # a vision model answers text-only chats as an LM
-    assert text.choices[0].message.content == tokenizer.decode(text_want, skip_special_tokens=True)
+    assert text.choices[0].message.content == tokenizer.decode(want.text, skip_special_tokens=True)
 
 
 def test_vcd_alpha_zero_is_plain_decoding(vision_server):

@@ -17,7 +17,7 @@ from braid.server.decoding.visual_noise import noise_image
 from braid.server.engines.vllm_plugin import missing_plugin
 from server_process import start_server, stop_server
 from tiny_multimodal import with_hub_layout
-from vision_reference import QUESTION, data_uri, encode, generate, image_messages, load_reference, pair_greedy, picture
+from vision_reference import QUESTION, chat_answers, data_uri, image_messages, load_reference, pair_greedy, picture
 
 KEY = "vllm-vision-key"
 STEPS = 8
@@ -48,21 +48,9 @@ def ref(llava_dir):
 async def test_vcd_icd_plain_image_and_text_chats_together_match_references(server, ref, tmp_path):
     model, processor = ref
     tokenizer, eos = processor.tokenizer, processor.tokenizer.eos_token_id
-    image, other = picture(0), picture(1)
-    path = tmp_path / "other.png"
-    other.save(path)
-    ids, pixels = encode(processor, [image], QUESTION)
-    other_ids, other_pixels = encode(processor, [other], QUESTION)
-    plain_want, other_want = generate(model, ids, STEPS, pixels), generate(model, other_ids, STEPS, other_pixels)
-    assert plain_want != other_want  # the image decides the answer
-    vcd_want, _ = pair_greedy(model, ids, pixels, ids, noise_image(pixels, 300, seed=7), STEPS, eos)
-    assert vcd_want != plain_want[:len(vcd_want)]  # the contrast changes the answer
+    want = chat_answers(model, processor, STEPS, tmp_path)
+    ids, neg_ids, pixels = want.ids, want.neg_ids, want.pixels
     default_noise_want, _ = pair_greedy(model, ids, pixels, ids, noise_image(pixels, 500), STEPS, eos, alpha=0.5)
-    neg_ids, _ = encode(processor, [image], QUESTION, system="Be confused.")
-    icd_want, _ = pair_greedy(model, ids, pixels, neg_ids, pixels, STEPS, eos, alpha=0.5)
-    text_ids = processor.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True,
-                                             tokenize=True, return_dict=True, return_tensors="pt")["input_ids"]
-    text_want = generate(model, text_ids[0].tolist(), STEPS)
 
     client = openai.AsyncOpenAI(base_url=server.base_url, api_key=KEY, max_retries=0, timeout=300)
 
@@ -70,19 +58,19 @@ async def test_vcd_icd_plain_image_and_text_chats_together_match_references(serv
         return client.chat.completions.create(model="vision", messages=messages, max_tokens=STEPS, temperature=0,
                                               extra_body=extra or None)
 
-    messages = image_messages(data_uri(image))
+    messages = image_messages(data_uri(want.image))
     vcd, default_noise, plain, from_file, text, icd = await asyncio.gather(
         client.chat.completions.create(model="vision", messages=messages, max_tokens=STEPS, temperature=0, seed=7,
                                        extra_body={"contrastive": {"method": "vcd", "noise_step": 300}}),
         ask(messages, contrastive={"method": "vcd", "alpha": 0.5}),
         ask(messages),
-        ask(image_messages(f"file://{path}")),
+        ask(image_messages(f"file://{want.other_path}")),
         ask([{"role": "user", "content": QUESTION}]),
         ask(messages, contrastive={"method": "icd", "alpha": 0.5, "negative_system_prompt": "Be confused."}))
-    for name, response, want in (("vcd", vcd, vcd_want), ("default noise", default_noise, default_noise_want),
-                                 ("plain", plain, plain_want), ("file", from_file, other_want),
-                                 ("text", text, text_want), ("icd", icd, icd_want)):
-        assert response.choices[0].message.content == tokenizer.decode(want, skip_special_tokens=True), name
+    for name, response, answer in (("vcd", vcd, want.vcd), ("default noise", default_noise, default_noise_want),
+                                   ("plain", plain, want.plain), ("file", from_file, want.other),
+                                   ("text", text, want.text), ("icd", icd, want.icd)):
+        assert response.choices[0].message.content == tokenizer.decode(answer, skip_special_tokens=True), name
     assert plain.usage.prompt_tokens == len(ids)
     assert vcd.usage.prompt_tokens == 2 * len(ids)  # both branches read the prompt
     assert icd.usage.prompt_tokens == len(ids) + len(neg_ids)
