@@ -15,8 +15,8 @@ import torch
 from braid.server.decoding.bytelevel import END, ByteLM, CharLM, TransformersLM
 from braid.server.decoding.bytelevel.char_lm import END_OF_TEXT
 
-__all__ = ["Model", "KNOBS_HELP", "parse_knobs", "knobs_label", "load_model", "token_greedy", "byte_greedy", "char_greedy", "machine_line", "mean_ci",
-           "wilson_ci", "BUNDLED_PAIR"]
+__all__ = ["Model", "KNOBS_HELP", "parse_knobs", "knobs_label", "load_model", "token_greedy", "byte_greedy",
+           "char_greedy", "machine_line", "mean_ci", "wilson_ci", "BUNDLED_PAIR"]
 
 BUNDLED_PAIR = ("smollm2-135m-instruct", "gemma-3-270m")
 
