@@ -22,6 +22,13 @@ def reference(q, k, v, start):
     return (scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v).transpose(0, 1)
 
 
+def random_qkv(lens: list[int], extra: int):
+    """Per sequence: queries [H, n + extra, D], keys and values [KVH, n + extra, D] (n = its prompt)."""
+    full_k = [torch.randn(KVH, n + extra, D) for n in lens]
+    full_v = [torch.randn(KVH, n + extra, D) for n in lens]
+    return [torch.randn(H, n + extra, D) for n in lens], full_k, full_v
+
+
 def run(cache, seqs, q, k, v):
     slots = torch.tensor([s.slot for s in seqs for _ in range(s.num_new)])
     positions = torch.cat([torch.arange(s.start, s.end) for s in seqs])
@@ -39,9 +46,7 @@ def test_prefill_then_decode_match_reference(slots):
     torch.manual_seed(0)
     cache = SlotKVCache(1, KVH, D, dtype=torch.float32, device="cpu", max_len=64)
     lens = [5, 9, 3]
-    full_k = [torch.randn(KVH, n + 2, D) for n in lens]
-    full_v = [torch.randn(KVH, n + 2, D) for n in lens]
-    full_q = [torch.randn(H, n + 2, D) for n in lens]
+    full_q, full_k, full_v = random_qkv(lens, extra=2)
     # Prefill all three, then two decode steps (the last one with a score modifier on one sequence).
     steps = [[(i, 0, n) for i, n in enumerate(lens)], [(i, n, 1) for i, n in enumerate(lens)],
              [(i, n + 1, 1) for i, n in enumerate(lens)]]
@@ -95,9 +100,7 @@ def test_decode_rows_with_different_modifiers_and_lengths_match_reference():
     torch.manual_seed(2)
     cache = SlotKVCache(1, KVH, D, dtype=torch.float32, device="cpu", max_len=64)
     lens = [6, 11, 4]
-    full_k = [torch.randn(KVH, n + 1, D) for n in lens]
-    full_v = [torch.randn(KVH, n + 1, D) for n in lens]
-    full_q = [torch.randn(H, n + 1, D) for n in lens]
+    full_q, full_k, full_v = random_qkv(lens, extra=1)
     boost = [None, 3.0, -2.0]  # plain row, then two rows whose key 1 gets a different bias
 
     def modifier(bias):
