@@ -23,6 +23,7 @@ import torch
 from ...sampling import SamplingSpec
 from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats
 from . import attention
+from .cpu_linear import install_small_batch_linears
 from .head_profile import HeadProfile
 from .kv_cache import SlotKVCache
 from .methods import attach_methods, validate_methods, validate_positions
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 _CPU_KV_BYTES = 1 << 30
 _GPU_KV_FRACTION = 0.4
-_KNOWN_OPTIONS = {"kv_cache_memory_bytes", "max_num_batched_tokens"}
+_KNOWN_OPTIONS = {"kv_cache_memory_bytes", "max_num_batched_tokens", "small_batch_linear"}
 
 
 class HFEngine(Engine):
@@ -96,6 +97,11 @@ class HFEngine(Engine):
             auto, attn = AutoModelForCausalLM, attention.register()
         model = auto.from_pretrained(self.model_path, dtype=torch_dtype, attn_implementation=attn)
         model = model.to(self.device).eval()
+        if self.options.get("small_batch_linear", True):
+            count = install_small_batch_linears(model)
+            if count:
+                log.info("%s: %d CPU float32 linear layers use the small-batch product (engine option "
+                         "small_batch_linear: false turns it off)", self.name, count)
         cfg = model.config.get_text_config()
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         cache = SlotKVCache(
