@@ -44,9 +44,8 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--chars", type=int, default=48, help="characters to generate per prompt")
     parser.add_argument("--prompts", type=int, default=len(PROMPTS), help=f"how many of the {len(PROMPTS)} prompts")
-    parser.add_argument("--settings", nargs="+", default=["byte:1e-5", "char:1e-5", "byte:1e-3", "char:1e-3",
-                                                          "byte:1e-3:4", "byte:1e-2:2", "byte:1e-3::1e-4",
-                                                          "byte:1e-3::1e-3"],
+    parser.add_argument("--settings", nargs="+", default=["byte:1e-3::1e-4:0", "byte:1e-3::1e-4", "char:1e-3::1e-4",
+                                                          "byte:1e-3::1e-3", "byte:1e-3", "byte:1e-3:4", "byte:1e-5"],
                         help="approximate settings KIND:" + KNOBS_HELP + "; KIND byte or char")
     parser.add_argument("--exact-chars", type=int, default=6,
                         help="characters for the exact setting (min_token_prob=0) on the first prompt; 0 skips it")

@@ -51,23 +51,28 @@ class Model:
         return float(logits[torch.arange(n - 1, len(ids) - 1), torch.tensor(ids[n:])].sum()), len(ids) - n
 
 
-KNOBS_HELP = ("MIN_TOKEN_PROB[:MAX_BRANCHES[:SHARE]]: tokens below MIN_TOKEN_PROB are not checked for "
+KNOBS_HELP = ("MIN_TOKEN_PROB[:MAX_BRANCHES[:SHARE[:LOOKAHEAD]]]: tokens below MIN_TOKEN_PROB are not checked for "
               "canonicality (masked; with SHARE kept, and branches below SHARE x the most likely one dropped); "
-              "the cover keeps the MAX_BRANCHES most likely branches (empty: no cap)")
+              "the cover keeps the MAX_BRANCHES most likely branches (empty: no cap); LOOKAHEAD: rows run ahead "
+              "per forward (default ByteLM's; 0 off; the same distributions)")
 
 
 def parse_knobs(spec: str) -> dict:
-    """``ByteLM`` keyword arguments from MIN_TOKEN_PROB[:MAX_BRANCHES[:SHARE]]."""
-    knob, branches, share = (spec.split(":") + ["", ""])[:3]
-    return {"min_token_prob": float(knob), "max_branches": int(branches) if branches else None,
-            "unchecked": "keep" if share else "mask", "min_branch_share": float(share) if share else 0.0}
+    """``ByteLM`` keyword arguments from MIN_TOKEN_PROB[:MAX_BRANCHES[:SHARE[:LOOKAHEAD]]]."""
+    knob, branches, share, lookahead = (spec.split(":") + ["", "", ""])[:4]
+    knobs = {"min_token_prob": float(knob), "max_branches": int(branches) if branches else None,
+             "unchecked": "keep" if share else "mask", "min_branch_share": float(share) if share else 0.0}
+    if lookahead:
+        knobs["lookahead"] = int(lookahead)
+    return knobs
 
 
 def knobs_label(spec: str) -> str:
     knobs = parse_knobs(spec)
     text = f"min_token_prob={spec.split(':')[0]}" + (", unchecked=keep" if knobs["unchecked"] == "keep" else "")
     text += f", max_branches={knobs['max_branches']}" if knobs["max_branches"] else ""
-    return text + (f", min_branch_share={spec.split(':')[2]}" if knobs["min_branch_share"] else "")
+    text += f", min_branch_share={spec.split(':')[2]}" if knobs["min_branch_share"] else ""
+    return text + (f", lookahead={knobs['lookahead']}" if "lookahead" in knobs else "")
 
 
 def load_model(name: str, home: Path | None = None) -> Model:

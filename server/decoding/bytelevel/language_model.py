@@ -39,7 +39,13 @@ def longest_common_prefix(seqs: Sequence[Sequence[int]]) -> tuple[int, ...]:
 
 
 class TransformersLM:
-    """A transformers causal LM with a shared-prefix KV cache; counts its forward passes."""
+    """A transformers causal LM with a shared-prefix KV cache; counts its forward passes.
+
+    Each call is exactly one forward: rows run over their tokens past the longest prefix they
+    share with the cached one (the cache repeated across rows), and the cache then moves to the
+    rows' own longest common prefix, taken from that forward's keys and values (no second pass
+    to extend it).
+    """
 
     def __init__(self, model, vocab_size: int | None = None):
         self.model = model.eval()
@@ -47,64 +53,66 @@ class TransformersLM:
         self.forward_passes = 0
         self._cached_ids: tuple[int, ...] = ()
         self._cache = None
-        self._last_logits: torch.Tensor | None = None
+        self._last_logits: torch.Tensor | None = None  # logits after _cached_ids, when known
 
     @torch.no_grad()
     def next_token_logprobs(self, prefixes):
         prefixes = [tuple(p) for p in prefixes]
         if any(not p for p in prefixes):
             raise ValueError("every prefix needs at least one token (e.g. BOS)")
-        shared = longest_common_prefix(prefixes)
-        shared = shared[: min(len(p) for p in prefixes)]
-        self._ensure_cached(shared)
+        base = len(longest_common_prefix([self._cached_ids, *prefixes]))
+        reuse = self._last_logits is not None and base == len(self._cached_ids)
+        if not reuse and any(len(p) == base for p in prefixes):
+            base -= 1  # a row ending at the cached prefix needs its last token run again
+        self._crop_cache(base)
         out = torch.empty(len(prefixes), self.vocab_size, dtype=torch.float64)
-        suffixes = [p[len(shared):] for p in prefixes]
-        rows = [i for i, s in enumerate(suffixes) if s]
-        for i, s in enumerate(suffixes):
-            if not s:
+        rows = [i for i, p in enumerate(prefixes) if len(p) > base]
+        for i, p in enumerate(prefixes):
+            if len(p) == base:
                 out[i] = self._last_logits[: self.vocab_size].double().log_softmax(-1)
         if rows:
-            width = max(len(suffixes[i]) for i in rows)
-            pad = suffixes[rows[0]][0]  # right padding never reaches real positions (causal)
-            batch = torch.tensor([list(suffixes[i]) + [pad] * (width - len(suffixes[i])) for i in rows])
-            cache = self._repeated_cache(len(rows))
-            positions = torch.arange(len(shared), len(shared) + width).expand(len(rows), -1)
-            last = torch.tensor([len(suffixes[i]) - 1 for i in rows])
-            keep = torch.unique(last)  # the output head runs only where some row ends (it is the costly part)
-            logits = self.model(input_ids=batch, past_key_values=cache, position_ids=positions,
-                                use_cache=cache is not None, logits_to_keep=keep).logits
-            self.forward_passes += 1
-            column = torch.searchsorted(keep, last)
-            picked = logits[torch.arange(len(rows)), column, : self.vocab_size].double().log_softmax(-1)
-            out[rows] = picked
+            self._forward([prefixes[i] for i in rows], base, out, rows)
         return out
 
-    def _ensure_cached(self, ids: tuple[int, ...]) -> None:
-        keep = len(longest_common_prefix([self._cached_ids, ids]))
-        if keep == len(ids) == len(self._cached_ids):
+    def _forward(self, prefixes: list[tuple[int, ...]], base: int, out: torch.Tensor, rows: list[int]) -> None:
+        suffixes = [p[base:] for p in prefixes]
+        width = max(map(len, suffixes))
+        pad = suffixes[0][0]  # right padding never reaches real positions (causal)
+        batch = torch.tensor([list(s) + [pad] * (width - len(s)) for s in suffixes])
+        single = len(prefixes) == 1
+        cache = self._cache if single else self._repeated_cache(len(prefixes))
+        positions = torch.arange(base, base + width).expand(len(prefixes), -1)
+        last = torch.tensor([len(s) - 1 for s in suffixes])
+        keep = torch.unique(last)  # the output head runs only where some row ends (it is the costly part)
+        result = self.model(input_ids=batch, past_key_values=cache, position_ids=positions,
+                            use_cache=True, logits_to_keep=keep)
+        self.forward_passes += 1
+        picked = result.logits[torch.arange(len(prefixes)), torch.searchsorted(keep, last)]
+        out[rows] = picked[:, : self.vocab_size].double().log_softmax(-1)
+        shared = longest_common_prefix(prefixes)
+        if len(shared) == base:
+            return  # the cache stays where it was (multi-row calls ran on a copy)
+        cache = result.past_key_values
+        if not single:
+            cache.batch_select_indices(torch.tensor([0]))
+            if len(shared) < base + width:
+                cache.crop(len(shared) - base - width)  # negative: drop that many positions
+        self._cache, self._cached_ids = cache, shared
+        ends_there = [i for i, p in enumerate(prefixes) if len(p) == len(shared)]
+        self._last_logits = picked[ends_there[0]] if ends_there else None
+
+    def _crop_cache(self, keep: int) -> None:
+        if keep == len(self._cached_ids):
             return
-        if keep == len(ids) and keep > 0:  # moving back: recompute the last token's logits
-            keep -= 1
         if keep == 0:
             self._cache, self._cached_ids, self._last_logits = None, (), None
-        elif keep < len(self._cached_ids):
-            self._cache.crop(keep - len(self._cached_ids))  # negative: drop that many tokens
-            self._cached_ids = self._cached_ids[:keep]
-        new = ids[keep:]
-        if not new:
             return
-        positions = torch.arange(keep, len(ids)).unsqueeze(0)
-        result = self.model(input_ids=torch.tensor([list(new)]), past_key_values=self._cache,
-                            position_ids=positions, use_cache=True, logits_to_keep=1)
-        self.forward_passes += 1
-        self._cache = result.past_key_values
-        self._cached_ids = ids
-        self._last_logits = result.logits[0, -1]
+        self._cache.crop(keep - len(self._cached_ids))  # negative: drop that many tokens
+        self._cached_ids, self._last_logits = self._cached_ids[:keep], None
 
     def _repeated_cache(self, batch: int):
         if self._cache is None:
             return None
         cache = copy.deepcopy(self._cache)
-        if batch > 1:
-            cache.batch_repeat_interleave(batch)
+        cache.batch_repeat_interleave(batch)
         return cache

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ...decoding.bytelevel import ByteLM, CanonicalityChecker, TokenVocabulary, TransformersLM
+from ..hf.cpu_linear import install_small_batch_linears
 
 __all__ = ["LoadedSource", "acquire_source", "release_source"]
 
@@ -87,6 +88,8 @@ def _load(path: str, dtype: str) -> LoadedSource:
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype)).eval()
+    if count := install_small_batch_linears(model):  # branch rows batch a few at a time, as decode steps do
+        log.info("%s: small-batch CPU path for %d float32 linear layers", path, count)
     eos = _eos_ids(tokenizer, model)
     if not eos:
         raise ValueError(f"{path}: the tokenizer names no EOS token, so a text could never end")

@@ -11,6 +11,15 @@ from braid.server.engines.hf import HFEngine
 from braid.server.engines.hf.cpu_linear import MAX_ROWS, install_small_batch_linears, small_batch_linear
 
 
+@pytest.fixture(autouse=True)
+def two_threads():
+    """The small-batch path runs only with more than one torch thread (the test suite may run with one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("rows", [1, 2, 3, 8, MAX_ROWS, MAX_ROWS + 1])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_equals_the_float64_product(rows, with_bias):
@@ -38,6 +47,14 @@ def test_empty_and_large_inputs_use_f_linear_exactly():
     big = torch.randn(MAX_ROWS + 5, 8)
     assert torch.equal(small_batch_linear(big, weight), F.linear(big, weight))
     assert small_batch_linear(torch.randn(0, 8), weight).shape == (0, 16)
+
+
+def test_one_thread_keeps_f_linear_exactly():
+    g = torch.Generator().manual_seed(3)
+    weight, x = torch.randn(48, 40, generator=g), torch.randn(1, 3, 40, generator=g)
+    assert not torch.equal(small_batch_linear(x, weight), F.linear(x, weight))  # 2 threads: the GEMM path
+    torch.set_num_threads(1)
+    assert torch.equal(small_batch_linear(x, weight), F.linear(x, weight))
 
 
 def test_install_touches_float32_cpu_linears_only():
