@@ -16,6 +16,8 @@ tokenizations (trained LMs nearly do), Q = P and the text distribution is unchan
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .canonicality import CanonicalityChecker
@@ -65,6 +67,7 @@ class ByteLM:
             raise ValueError(f"lookahead must be >= 0, got {lookahead}")
         self.unchecked, self.min_branch_share, self.lookahead = unchecked, min_branch_share, lookahead
         self.lm, self.vocab, self.checker = lm, vocab, checker
+        self._lm_follows = "follow" in inspect.signature(lm.next_token_logprobs).parameters
         self.context_ids = tuple(context_ids)
         self.min_token_prob = min_token_prob
         self.max_branches = max_branches
@@ -165,8 +168,10 @@ class ByteLM:
             return
         run = [ids for ids in missing if ids not in self._lookahead_rows]
         if run:
-            ahead = self._ahead_of(inside, set(missing))
-            for ids, row in zip(run + ahead, self._model_rows(run + ahead)):
+            ahead, line = self._ahead_of(inside, set(missing))
+            rows = run + ahead
+            follow = rows.index(line) if line in rows else None  # the row the text most likely extends next
+            for ids, row in zip(rows, self._model_rows(rows, follow)):
                 self._lookahead_rows[ids] = row
         for ids in missing:
             row = self._lookahead_rows.pop(ids)
@@ -175,19 +180,22 @@ class ByteLM:
             alive = {b.ids for b in inside}
             self._lookahead_rows = {k: v for k, v in self._lookahead_rows.items() if k in alive}
 
-    def _ahead_of(self, inside: list[Branch], exclude: set) -> list[tuple[int, ...]]:
-        """Branches running past the prefix whose text the most likely one continues: each
-        will be on the boundary (and need its next-token distribution) as that text is read."""
+    def _ahead_of(self, inside: list[Branch], exclude: set) -> tuple[list[tuple[int, ...]], tuple[int, ...] | None]:
+        """Branches running past the prefix whose text the most likely one continues (each will
+        be on the boundary, and need its next-token distribution, as that text is read), and
+        that most likely branch."""
         if not self.lookahead or not inside:
-            return []
-        line = max(inside, key=lambda b: b.logq).text
-        ahead = sorted((b for b in inside if line.startswith(b.text)), key=lambda b: len(b.text))
+            return [], None
+        top = max(inside, key=lambda b: b.logq)
+        ahead = sorted((b for b in inside if top.text.startswith(b.text)), key=lambda b: len(b.text))
         ids = [b.ids for b in ahead
                if b.ids not in exclude and b.ids not in self._token_logq and b.ids not in self._lookahead_rows]
-        return ids[: self.lookahead]
+        return ids[: self.lookahead], top.ids
 
-    def _model_rows(self, branch_ids: list[tuple[int, ...]]) -> np.ndarray:
-        logprobs = self.lm.next_token_logprobs([self.context_ids + ids for ids in branch_ids]).numpy()
+    def _model_rows(self, branch_ids: list[tuple[int, ...]], follow: int | None = None) -> np.ndarray:
+        prefixes = [self.context_ids + ids for ids in branch_ids]
+        hint = {"follow": follow} if follow is not None and self._lm_follows else {}
+        logprobs = self.lm.next_token_logprobs(prefixes, **hint).numpy()
         if logprobs.shape[1] != self.vocab.size:  # model rows padded, or tokenizer-only added tokens
             fitted = np.full((len(branch_ids), self.vocab.size), -np.inf)
             n = min(self.vocab.size, logprobs.shape[1])

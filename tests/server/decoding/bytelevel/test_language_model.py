@@ -42,9 +42,11 @@ def test_every_call_matches_plain_forwards_with_one_pass_each(fixture, request):
     setup = request.getfixturevalue(fixture)
     lm = TransformersLM(setup.model)
     for seed in range(3):
+        rng = random.Random(seed)
         for prefixes in call_patterns(setup.bos, lm.vocab_size, seed):
             passes = lm.forward_passes
-            got = lm.next_token_logprobs(prefixes).numpy()
+            follow = rng.choice([None, rng.randrange(len(prefixes))])  # where the cache goes next
+            got = lm.next_token_logprobs(prefixes, follow=follow).numpy()
             want = np.stack([plain_row(setup.model, p) for p in prefixes])
             np.testing.assert_allclose(got, want, atol=1e-10, err_msg=str(prefixes))
             assert lm.forward_passes - passes <= 1, f"{prefixes}: more than one forward in one call"
@@ -80,6 +82,22 @@ def test_the_cache_moves_to_the_rows_shared_prefix(byte_level_setup):
     lm.next_token_logprobs([line + (9, 3, 4)])
     assert model.shapes[-1] == (1, 1)  # a single row extends the cache in place
     assert lm.forward_passes == len(model.shapes) == 4
+
+
+def test_the_cache_follows_the_row_it_is_told_to(byte_level_setup):
+    setup = byte_level_setup
+    model = RecordingModel(setup.model)
+    lm = TransformersLM(model)
+    line = (setup.bos, 2, 3, 4, 5)
+    lm.next_token_logprobs([line + (6,), line + (7, 8), line + (9,)], follow=1)
+    got = lm.next_token_logprobs([line + (7, 8, 10), line + (7, 8, 11)])
+    assert model.shapes[-1] == (2, 1)  # the cache holds line + (7, 8): one new token per row
+    want = np.stack([plain_row(setup.model, line + (7, 8, 10)), plain_row(setup.model, line + (7, 8, 11))])
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-10)
+    passes = lm.forward_passes
+    np.testing.assert_allclose(lm.next_token_logprobs([line + (7, 8)]).numpy()[0],
+                               plain_row(setup.model, line + (7, 8)), atol=1e-10)
+    assert lm.forward_passes == passes  # its logits were kept with it
 
 
 def walk(byte_lm, text: bytes) -> list[np.ndarray]:
