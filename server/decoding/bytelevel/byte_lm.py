@@ -33,7 +33,7 @@ class ByteLM:
     def __init__(self, lm: LanguageModel, vocab: TokenVocabulary, checker: CanonicalityChecker,
                  context_ids=(), min_token_prob: float = 0.0, max_branches: int | None = None,
                  always_check: bytes | tuple[bytes, ...] = b"", unchecked: str = "mask",
-                 min_branch_share: float = 0.0, lookahead: int = 8):
+                 min_branch_share: float = 0.0, lookahead: int = 8, max_cached_rows: int = 64):
         """``context_ids``: fixed tokens before the text (BOS, a prompt), at least one token.
 
         Speed knobs, each trading exactness for speed (all off by default):
@@ -51,6 +51,10 @@ class ByteLM:
         bytes takes about one forward instead of one per boundary inside it. Cost only: the
         distributions are the same (0 turns it off).
 
+        ``max_cached_rows``: next-token rows kept (each is a float64 vocabulary-sized vector: 0.4 MB
+        for a 49k vocabulary, 2 MB for 262k); the oldest go first and are recomputed if asked
+        for again, so a long text does not grow memory without bound.
+
         ``always_check``: a text to be scored (or several); its own tokens (those spelling a piece
         of it where a branch ends) are checked whatever their probability, so with
         ``min_token_prob`` > 0 it never gets probability zero just because one of its tokens is
@@ -65,6 +69,9 @@ class ByteLM:
             raise ValueError(f"min_branch_share must be in [0, 1), got {min_branch_share}")
         if lookahead < 0:
             raise ValueError(f"lookahead must be >= 0, got {lookahead}")
+        if max_cached_rows < 1:
+            raise ValueError(f"max_cached_rows must be >= 1, got {max_cached_rows}")
+        self.max_cached_rows = max_cached_rows
         self.unchecked, self.min_branch_share, self.lookahead = unchecked, min_branch_share, lookahead
         self.lm, self.vocab, self.checker = lm, vocab, checker
         self._lm_follows = "follow" in inspect.signature(lm.next_token_logprobs).parameters
@@ -176,9 +183,18 @@ class ByteLM:
         for ids in missing:
             row = self._lookahead_rows.pop(ids)
             self._token_logq[ids] = canonical_logprobs(row, self._valid_next(ids, row))
+        self._forget_old_rows(keep={b.ids for b in branches})
         if inside:  # rows run ahead for a line the text did not take are not needed any more
             alive = {b.ids for b in inside}
             self._lookahead_rows = {k: v for k, v in self._lookahead_rows.items() if k in alive}
+
+    def _forget_old_rows(self, keep: set) -> None:
+        """Drop the oldest next-token rows beyond ``max_cached_rows`` (never those in ``keep``)."""
+        excess = len(self._token_logq) - self.max_cached_rows
+        if excess <= 0:
+            return
+        for ids in [k for k in self._token_logq if k not in keep][:excess]:
+            del self._token_logq[ids]
 
     def _ahead_of(self, inside: list[Branch], exclude: set) -> tuple[list[tuple[int, ...]], tuple[int, ...] | None]:
         """Branches running past the prefix whose text the most likely one continues (each will

@@ -122,3 +122,20 @@ def test_lookahead_changes_the_cost_not_the_distributions(fixture, knobs, reques
 def test_lookahead_must_not_be_negative(byte_level_setup):
     with pytest.raises(ValueError, match="lookahead"):
         byte_level_setup.byte_lm(lookahead=-1)
+
+
+@pytest.mark.parametrize("fixture", ["byte_level_setup", "sentencepiece_setup"])
+def test_a_row_cap_bounds_memory_and_changes_nothing(fixture, request):
+    from braid.server.decoding.bytelevel.cover import split_cover
+
+    setup = request.getfixturevalue(fixture)
+    text = b"ab ba ab a bab aab ba"
+    capped, free = setup.byte_lm(max_cached_rows=1), setup.byte_lm()
+    for n in range(len(text) + 1):
+        np.testing.assert_allclose(np.exp(capped.next_byte_logprobs(text[:n])),
+                                   np.exp(free.next_byte_logprobs(text[:n])), atol=1e-12)
+        boundary = split_cover(capped.cover(text[:n]), n)[1]
+        assert len(capped._token_logq) <= max(1, len(boundary))
+    assert len(free._token_logq) > 4  # the walk does need more rows than the cap keeps
+    # going back to an early prefix recomputes what was dropped, to the same answer
+    np.testing.assert_allclose(capped.next_byte_logprobs(text[:3]), free.next_byte_logprobs(text[:3]), atol=1e-12)
