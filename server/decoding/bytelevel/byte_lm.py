@@ -98,7 +98,8 @@ class ByteLM:
             start -= 1
         for n in range(start, len(prefix)):
             parent = self._covers[prefix[:n]]
-            self._ensure_token_logq(*reversed(split_cover(parent, n)))
+            inside, boundary = split_cover(parent, n)
+            self._ensure_token_logq(boundary, inside)
             self._covers[prefix[: n + 1]] = advance_cover(
                 parent, n, prefix[n], self._token_logq, self.vocab.token_bytes,
                 self._tokens_by_first_byte, self.max_branches, tuple(t for t in self.always_check if t),

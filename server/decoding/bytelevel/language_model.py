@@ -4,9 +4,10 @@
 context such as BOS) and returns float64 log-probabilities ``[batch, vocab]`` of the next token.
 
 `TransformersLM` wraps a transformers causal LM. The branches of a byte-level cover share a
-long common prefix and differ in a few trailing tokens, so it keeps the KV cache of the longest
-common prefix (extended, or cropped back, as the cover moves) and runs one batched forward over
-the branch suffixes per call, with the shared cache repeated across the batch.
+long common prefix and differ in a few trailing tokens, so it keeps one KV cache (cropped back
+where the rows leave it) and runs one batched forward per call over each row's tokens past it,
+with the cache repeated across the batch; the cache then moves to the row the caller names with
+``follow`` (else to the rows' longest common prefix), taken from that same forward.
 """
 from __future__ import annotations
 
