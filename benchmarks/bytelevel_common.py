@@ -80,7 +80,7 @@ def load_model(name: str, home: Path | None = None) -> Model:
     import platformdirs
 
     from braid.server.engines.bytelevel.sources import acquire_source
-    from braid.server.weights import resolve_source
+    from braid.server.models.weights import resolve_source
 
     home = home or Path(os.environ.get("BRAID_HOME") or platformdirs.user_cache_dir("braid"))
     return Model(name, acquire_source(resolve_source(name, home), "float32"))

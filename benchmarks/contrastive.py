@@ -144,7 +144,7 @@ def thread_env(threads: int) -> dict[str, str]:
 
 
 def settings(engine: str, model: str) -> dict:
-    from braid.server.config import Settings
+    from braid.server.models.config import Settings
 
     return {"home": str(Settings().home), "log_level": "warning", "max_queue": 1024,
             "models": [{"id": "bench", "source": model, "engine": engine, "dtype": "float32", "max_num_seqs": 32,

@@ -125,7 +125,7 @@ def chat_renderer(settings: dict):
     """user message -> the model's chat-template text (what the server renders for chat requests)."""
     from transformers import AutoTokenizer
 
-    from braid.server.weights import resolve_source
+    from braid.server.models.weights import resolve_source
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_source(settings["models"][0]["source"], Path(settings["home"])))
     return lambda user: tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
@@ -152,7 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the server is stopped
 
-    from braid.server.config import Settings
+    from braid.server.models.config import Settings
 
     settings = {"home": str(Settings().home), "log_level": "warning", "max_queue": 1024,
                 "models": [{"id": "smollm2", "source": args.model, "engine": "transformers", "dtype": "float32",

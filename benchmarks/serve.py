@@ -135,8 +135,8 @@ def main() -> None:
     # A SIGTERM (e.g. a timeout) must still run the `finally` that stops the current server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    from braid.server.config import Settings
-    from braid.server.weights import resolve_source
+    from braid.server.models.config import Settings
+    from braid.server.models.weights import resolve_source
 
     model_path = resolve_source(args.model, Settings().home)
     levels = [int(c) for c in args.concurrency.split(",")]

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from braid.server.config import DEFAULT_MODEL
+from braid.server.models.config import DEFAULT_MODEL
 
 __all__ = ["app"]
 
@@ -42,8 +42,8 @@ def serve(
     log_level: Optional[str] = typer.Option(None, help="debug, info, warning or error (env BRAID_LOG_LEVEL)."),
 ) -> None:
     """Start the OpenAI-compatible server (POST /v1/chat/completions, /v1/completions; GET /v1/models, /metrics)."""
-    from braid.server.app import run_server
-    from braid.server.config import ModelConfig, load_settings
+    from braid.server.api.app import run_server
+    from braid.server.models.config import ModelConfig, load_settings
 
     models = None
     if model is not None or engine is not None or max_model_len is not None:

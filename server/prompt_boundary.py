@@ -23,13 +23,13 @@ from typing import AsyncIterator
 
 import numpy as np
 
-from .config import BYTE_KINDS
+from .models.config import BYTE_KINDS
 from .decoding.bytelevel import ByteLM, CanonicalityChecker, TransformersLM
 from .decoding.bytelevel.utf8 import split_incomplete_char
 from .engines.bytelevel.engine import run_in_worker
 from .engines.bytelevel.sources import LoadedSource, acquire_source
-from .errors import bad_request
-from .generation import ChoiceEvent, stream_choice
+from .api.errors import bad_request
+from .api.generation import ChoiceEvent, stream_choice
 from .sampling import SamplingSpec
 
 __all__ = ["HandOff", "exact_boundary_prompts", "boundary_choice", "hand_off"]

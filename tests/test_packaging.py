@@ -26,4 +26,4 @@ def test_wheel_contains_only_the_braid_namespace(tmp_path):
         packaged = {n[len(package) + 1:] for n in names if n.startswith(package + "/") and n.endswith(".py")}
         assert sources <= packaged, f"{folder}: missing from the wheel: {sorted(sources - packaged)}"
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/entry_points.txt")))
-    assert "[vllm.general_plugins]\nbraid = braid.server.engines.vllm_plugin:register" in entry_points.decode()
+    assert "[vllm.general_plugins]\nbraid = braid.server.engines.vllm.plugin:register" in entry_points.decode()

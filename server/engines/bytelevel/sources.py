@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ...decoding.bytelevel import ByteLM, CanonicalityChecker, TokenVocabulary, TransformersLM
-from ..hf.cpu_linear import install_small_batch_linears
+from ...kernels.cpu_linear import install_small_batch_linears
 
 __all__ = ["LoadedSource", "acquire_source", "release_source"]
 

@@ -23,7 +23,7 @@ import torch
 from ...sampling import SamplingSpec
 from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats
 from . import attention
-from .cpu_linear import install_small_batch_linears
+from ...kernels.cpu_linear import install_small_batch_linears
 from .head_profile import HeadProfile
 from .kv_cache import SlotKVCache
 from .methods import attach_methods, validate_methods, validate_positions

@@ -1,7 +1,7 @@
 """A request's decoding methods as engine sequences: the negative branch of a contrastive pair and
 the attention score modifiers of steering.
 
-``SamplingSpec.extra`` (built by ``braid.server.serving_methods``) says what to run:
+``SamplingSpec.extra`` (built by ``braid.server.prompts.method_prompts``) says what to run:
 
 * ``contrastive`` ICD: a negative branch over ``negative_prompt_ids``, no steering.
 * ``contrastive`` ASCD: a negative branch over the same prompt; the positive branch is

@@ -28,7 +28,7 @@ def real(request):
     import platformdirs
     from transformers import AutoTokenizer
 
-    from braid.server.weights import resolve_source
+    from braid.server.models.weights import resolve_source
 
     home = Path(os.environ.get("BRAID_HOME") or platformdirs.user_cache_dir("braid"))
     try:  # converted once per machine, as for users (Gemma: ~1-3 min the first time)

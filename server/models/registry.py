@@ -1,0 +1,80 @@
+"""The model registry: served model ids -> started engines."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .config import BYTE_KINDS, ModelConfig, Settings
+from ..engines.base import Engine, EngineStats
+from ..api.errors import not_found
+from .weights import resolve_source
+
+__all__ = ["ServedModel", "ModelRegistry", "build_engine"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServedModel:
+    config: ModelConfig
+    engine: Engine
+    path: str
+
+
+def build_engine(config: ModelConfig, path: str, recipe=None) -> Engine:
+    """The engine for one entry; byte-level kinds take the ``recipe`` built by `build_recipe`."""
+    if config.kind in BYTE_KINDS:
+        from ..engines.bytelevel import ByteLevelEngine
+
+        return ByteLevelEngine(config.id, recipe, max_model_len=config.max_model_len,
+                               max_num_seqs=config.max_num_seqs)
+    common = dict(max_model_len=config.max_model_len, dtype=config.dtype, max_num_seqs=config.max_num_seqs,
+                  **config.engine_options)
+    if config.engine == "vllm":
+        from ..engines.vllm.engine import VLLMEngine
+
+        return VLLMEngine(config.id, path, **common)
+    from ..engines.hf import HFEngine
+
+    return HFEngine(config.id, path, **common)
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._models: dict[str, ServedModel] = {}
+
+    async def start(self) -> None:
+        by_id = {config.id: config for config in self._settings.models}
+        for config in self._settings.models:
+            if config.kind in BYTE_KINDS:
+                from ..engines.bytelevel import build_recipe, describe
+
+                recipe = build_recipe(config, by_id, lambda source: resolve_source(source, self._settings.home))
+                path = recipe.path if config.kind == "bytelevel" else describe(recipe)
+                engine = build_engine(config, path, recipe)
+            else:
+                path = resolve_source(config.source, self._settings.home)
+                engine = build_engine(config, path)
+            log.info("loading model %s from %s on the %s engine", config.id, path, config.engine)
+            await engine.start()
+            self._models[config.id] = ServedModel(config, engine, path)
+            log.info("model %s ready (max_model_len=%d)", config.id, engine.max_model_len)
+
+    async def shutdown(self) -> None:
+        for served in self._models.values():
+            await served.engine.shutdown()
+        self._models.clear()
+
+    def get(self, model_id: str) -> ServedModel:
+        try:
+            return self._models[model_id]
+        except KeyError:
+            raise not_found(f"The model `{model_id}` does not exist. Served models: {sorted(self._models)}",
+                            "model") from None
+
+    def all(self) -> list[ServedModel]:
+        return list(self._models.values())
+
+    def stats(self) -> dict[str, EngineStats]:
+        return {model_id: served.engine.stats() for model_id, served in self._models.items()}
