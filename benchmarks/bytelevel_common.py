@@ -79,11 +79,11 @@ def load_model(name: str, home: Path | None = None) -> Model:
     """A bundled model (converted once into ``$BRAID_HOME/models``), float32, read at byte level."""
     import platformdirs
 
-    from braid.server.engines.bytelevel.sources import acquire_source
+    from braid.server.engines.bytelevel.sources import load_source
     from braid.server.models.weights import resolve_source
 
     home = home or Path(os.environ.get("BRAID_HOME") or platformdirs.user_cache_dir("braid"))
-    return Model(name, acquire_source(resolve_source(name, home), "float32"))
+    return Model(name, load_source(resolve_source(name, home), "float32"))
 
 
 @torch.no_grad()

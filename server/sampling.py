@@ -1,8 +1,9 @@
 """Engine-independent sampling parameters: what the HTTP layer hands to an engine."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from .plans import DecodingPlan
 
 __all__ = ["SamplingSpec"]
 
@@ -29,9 +30,8 @@ class SamplingSpec:
     logit_bias: dict[int, float] | None = None
     logprobs: int | None = None  # top-N logprobs per generated token; 0 = only the chosen token
     prompt_logprobs: int | None = None  # same for prompt tokens (echo + logprobs)
-    stop_token_ids: tuple[int, ...] = ()  # generation ends after emitting one of these
-    ignore_eos: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)  # method-specific (contrastive, steering)
+    stop_token_ids: tuple[int, ...] = ()  # generation ends after emitting one of these (the eos ids unless ignore_eos)
+    plan: DecodingPlan = DecodingPlan()  # decoding methods beyond plain sampling (contrastive, steering, images)
 
     @property
     def greedy(self) -> bool:

@@ -1,6 +1,7 @@
 """OpenAI-compatible request/response models (pydantic), plus Braid's extension fields.
 
-Only data shapes live here. Field constraints make invalid requests fail where they are
+Data shapes, and the requests' conversion of Braid's decoding-method blocks into the engine's
+``DecodingPlan`` (``to_decoding_plan``). Field constraints make invalid requests fail where they are
 parsed (HTTP 400). Unknown extra fields are accepted (OpenAI clients send new ones all the
 time) and logged by the serving layer.
 """
@@ -8,11 +9,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .protocol_methods import DEFAULT_DISTURBANCE, ContrastiveParams, SteerParams
+from ..plans import Capability, ContrastiveMethod, DecodingPlan, ImageInputs, capability_refusal
+from .protocol_methods import DEFAULT_DISTURBANCE, ContrastiveParams, SteerParams, _bad_request
+
+if TYPE_CHECKING:
+    from ..prompts.method_prompts import MethodPrompt
 
 __all__ = [
     "ErrorInfo", "ErrorResponse", "StreamOptions", "UsageInfo",
@@ -97,6 +102,26 @@ class _SamplingFields(BaseModel):
         if len(stops) > 16:
             raise ValueError("at most 16 stop strings")
         return stops
+
+    def asked_capabilities(self) -> frozenset[Capability]:
+        """The decoding methods the request's blocks name (ascd's top-level steer counts as steer)."""
+        asked = set()
+        if self.contrastive is not None:
+            asked.add(ContrastiveMethod(self.contrastive.method).capability)
+        if self.steer is not None:
+            asked.add(Capability.STEER)
+        return frozenset(asked)
+
+    def to_decoding_plan(self, prompt: MethodPrompt, capabilities: frozenset[Capability]) -> DecodingPlan:
+        """The decoding plan of ``prompt`` on an engine that runs ``capabilities``. A method the engine
+        lacks is the first 400, before the blocks meet the prompt."""
+        refusal = capability_refusal(self.model, self.asked_capabilities(), capabilities)
+        if refusal is not None:
+            raise _bad_request(refusal.message, refusal.param)
+        contrastive = self.contrastive.to_plan(prompt, self.steer) if self.contrastive is not None else None
+        steer = self.steer.to_plan(prompt) if self.steer is not None and contrastive is None else None
+        images = ImageInputs(prompt.pixel_values) if prompt.pixel_values is not None else None
+        return DecodingPlan(contrastive, steer, images)
 
 
 class CompletionRequest(_SamplingFields):

@@ -1,16 +1,31 @@
 """Braid's decoding-method extension blocks of a request: ``contrastive`` and ``steer`` (pydantic).
 
-Re-exported by ``braid.server.api.protocol``; the semantics are in ``braid.server.decoding``.
+Re-exported by ``braid.server.api.protocol``; the semantics are in ``braid.server.decoding``. Each
+block converts itself into its part of the engine's ``DecodingPlan`` (``to_plan``), given the
+prompt it applies to; a block that does not fit the prompt or the other block is a 400 there.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..decoding.contrastive import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_DISTURBANCE
+from ..decoding.steering import (DEFAULT_AUTO_HEADS, DEFAULT_NEGATIVE_FRACTION, DEFAULT_NEGATIVE_STRENGTH,
+                                 DEFAULT_STRENGTH)
+from ..decoding.visual_noise import DEFAULT_NOISE_STEP, NUM_NOISE_STEPS
+from ..plans import ContrastiveMethod, ContrastivePlan, SteeringPlan
+
+if TYPE_CHECKING:
+    from ..prompts.method_prompts import MethodPrompt
+
 __all__ = ["ContrastiveParams", "SteerParams", "DEFAULT_DISTURBANCE"]
 
-DEFAULT_DISTURBANCE = "You are a confused assistant who gives a fuzzy, unreliable impression of the question."
+
+def _bad_request(message: str, param: str):
+    from .errors import bad_request  # errors renders protocol models: imported on use, not at import
+
+    return bad_request(message, param)
 
 
 class SteerParams(BaseModel):
@@ -26,11 +41,13 @@ class SteerParams(BaseModel):
                           "Prompts with images steer their image tokens.")
     heads: list[tuple[int, int]] | Literal["all", "auto"] = Field(
         "auto", description="[[layer, head], ...], 'all', or 'auto' (the model's profiled text-favouring heads).")
-    auto_heads: int = Field(32, ge=1, description="How many heads 'auto' picks (capped at the model's heads).")
-    strength: float = Field(0.625, ge=0.0, allow_inf_nan=False, description="lambda_pos: s + strength * |s|.")
-    negative_strength: float = Field(1.0, ge=0.0, allow_inf_nan=False,
+    auto_heads: int = Field(DEFAULT_AUTO_HEADS, ge=1,
+                            description="How many heads 'auto' picks (capped at the model's heads).")
+    strength: float = Field(DEFAULT_STRENGTH, ge=0.0, allow_inf_nan=False,
+                            description="lambda_pos: s + strength * |s|.")
+    negative_strength: float = Field(DEFAULT_NEGATIVE_STRENGTH, ge=0.0, allow_inf_nan=False,
                                      description="ASCD negative branch (lambda_neg): s - negative_strength * |s|.")
-    negative_fraction: float = Field(0.1, gt=0.0, le=1.0,
+    negative_fraction: float = Field(DEFAULT_NEGATIVE_FRACTION, gt=0.0, le=1.0,
                                      description="ASCD negative branch: share of the most attended steered keys.")
 
     @field_validator("spans")
@@ -48,6 +65,12 @@ class SteerParams(BaseModel):
             raise ValueError("heads must be a non-empty list of [layer, head] pairs (non-negative), 'all' or 'auto'")
         return heads
 
+    def to_plan(self, prompt: MethodPrompt, param: str = "steer") -> SteeringPlan:
+        """The steering of ``prompt`` this block asks for (``param``: where the block sits in the request)."""
+        heads = self.heads if isinstance(self.heads, str) else tuple(tuple(h) for h in self.heads)
+        return SteeringPlan(tuple(prompt.steered_positions(self, param)), heads, self.auto_heads, self.strength,
+                            self.negative_strength, self.negative_fraction)
+
 
 class ContrastiveParams(BaseModel):
     """``contrastive``: decode with ``(1 + alpha) * log p - alpha * log n`` over a positive and a
@@ -59,13 +82,52 @@ class ContrastiveParams(BaseModel):
         description="icd: the negative branch gets a disturbance instruction; ascd: the branches differ by "
                     "attention steering (text: needs steer spans; with images: steers the image tokens); "
                     "vcd: a noised image (multimodal models).")
-    alpha: float = Field(1.0, ge=0.0, allow_inf_nan=False, description="Contrast strength; 0 is plain decoding.")
-    beta: float = Field(0.1, ge=0.0, lt=1.0, description="Plausibility cut-off relative to the best token.")
+    alpha: float = Field(DEFAULT_ALPHA, ge=0.0, allow_inf_nan=False,
+                         description="Contrast strength; 0 is plain decoding.")
+    beta: float = Field(DEFAULT_BETA, ge=0.0, lt=1.0, description="Plausibility cut-off relative to the best token.")
     negative_prompt: str | None = Field(
         None, description="icd, completions: the negative branch's prompt (default: the disturbance text, a "
                           "newline, then the prompt).")
     negative_system_prompt: str | None = Field(
         None, description="icd, chat: the negative branch's system message (replaces the request's own).")
-    noise_step: int = Field(500, ge=1, le=999, description="vcd: forward-diffusion step (of 1000) of the noise.")
+    noise_step: int = Field(DEFAULT_NOISE_STEP, ge=1, le=NUM_NOISE_STEPS - 1,
+                            description="vcd: forward-diffusion step (of 1000) of the noise.")
     steer: SteerParams | None = Field(None, description="ascd: the steered spans (text prompts) and heads, or the "
                                                         "top-level steer; optional with images.")
+
+    def to_plan(self, prompt: MethodPrompt, steer: SteerParams | None = None) -> ContrastivePlan:
+        """The contrastive pair of ``prompt`` this block asks for; ``steer`` is the request's top-level
+        steer block (ascd may take its spans from there, icd and vcd refuse it)."""
+        method = ContrastiveMethod(self.method)
+        if method is ContrastiveMethod.ASCD:
+            if self.steer is not None and steer is not None:
+                raise _bad_request("give ascd's steer block once: contrastive.steer or the top-level steer", "steer")
+            ascd_steer, param = (self.steer, "contrastive.steer") if self.steer is not None else (steer, "steer")
+            if ascd_steer is None:
+                if prompt.pixel_values is None:
+                    raise _bad_request("ascd on a text prompt steers prompt spans: add contrastive.steer = "
+                                       "{\"spans\": [[start, end], ...]} (chat prompts with images steer their "
+                                       "image tokens)", "contrastive.steer")
+                ascd_steer, param = SteerParams(), "contrastive.steer"  # the image tokens, default heads
+            if self.negative_prompt is not None or self.negative_system_prompt is not None:
+                raise _bad_request("ascd's negative branch is the same prompt with suppressed attention; "
+                                   "negative_prompt / negative_system_prompt are for icd", "contrastive")
+            return ContrastivePlan(method, self.alpha, self.beta, tuple(prompt.token_ids),
+                                   steer=ascd_steer.to_plan(prompt, param))
+        if method is ContrastiveMethod.VCD:
+            if prompt.pixel_values is None:
+                raise _bad_request("vcd contrasts an image with a noised copy of it: send a chat message with an "
+                                   "image_url content part", "contrastive.method")
+            if self.negative_prompt is not None or self.negative_system_prompt is not None or self.steer:
+                raise _bad_request("vcd's negative branch is the same prompt with noised images; negative_prompt, "
+                                   "negative_system_prompt and steer are for icd / ascd", "contrastive")
+            if steer is not None:
+                raise _bad_request("steer cannot be combined with contrastive method 'vcd'; use method 'ascd' to "
+                                   "contrast steered attention on the image tokens", "steer")
+            return ContrastivePlan(method, self.alpha, self.beta, tuple(prompt.token_ids), noise_step=self.noise_step)
+        if self.steer is not None:
+            raise _bad_request(f"contrastive.steer is for method 'ascd', not {self.method!r}", "contrastive.steer")
+        if steer is not None:
+            raise _bad_request(f"steer cannot be combined with contrastive method {self.method!r}; "
+                               "use method 'ascd' to contrast steered attention", "steer")
+        return ContrastivePlan(method, self.alpha, self.beta, tuple(prompt.negative_ids(self)))

@@ -8,14 +8,15 @@ from typing import AsyncIterator
 from ..prompts.chat_template import conversation, render_chat
 from ..prompts.chat_vision import VisionChatPrompt
 from ..engines.base import ChatConversation
+from ..plans import Capability
 from .errors import bad_request
 from .generation import ChoiceEvent, ChoiceResult, collect, merge, stream_choice
 from ..prompts.images import has_images
 from .protocol import (ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionRequest,
                        ChatCompletionResponse, ChatLogprobs, ChatTokenLogprob, ChatTopLogprob,
                        DeltaMessage, UsageInfo, random_id)
-from .serving_common import ServingBase, build_spec, check_context, token_text
-from ..prompts.method_prompts import ChatPrompt, branch_prompt_tokens, method_extras
+from .serving_common import ServingBase, build_spec, check_context, token_text, usage_info
+from ..prompts.method_prompts import ChatPrompt
 from .sse import sse_events
 
 __all__ = ["ChatServing", "render_chat"]
@@ -43,7 +44,7 @@ class ChatServing(ServingBase):
         served = self.admit(request, request.n)
         engine = served.engine
         chat = None
-        if has_images(request.messages) and "images" in engine.capabilities:
+        if has_images(request.messages) and Capability.IMAGES in engine.capabilities:
             prompt = VisionChatPrompt(engine.processor, request.messages, request.add_generation_prompt,
                                       request.chat_template_kwargs)
         else:  # text (images on a text-only model are a 400 here)
@@ -53,14 +54,14 @@ class ChatServing(ServingBase):
         prompt_ids = prompt.token_ids
         if request.top_logprobs is not None and not request.logprobs:
             raise bad_request("top_logprobs requires logprobs=true", "top_logprobs")
-        extra = method_extras(request, engine, prompt)
-        negative_tokens = branch_prompt_tokens(extra)
+        plan = request.to_decoding_plan(prompt, engine.capabilities)
+        negative_tokens = plan.branch_prompt_tokens
         max_tokens = check_context(engine, max(len(prompt_ids), negative_tokens),
                                    request.max_completion_tokens or request.max_tokens)
         logprobs = (request.top_logprobs or 0) if request.logprobs else None
         arrival, base_id = time.monotonic(), uuid.uuid4().hex
         streams = [stream_choice(engine, request.model, i, f"{base_id}-{i}", prompt_ids,
-                                 build_spec(request, engine, max_tokens, i, logprobs, None, extra),
+                                 build_spec(request, engine, max_tokens, i, logprobs, None, plan),
                                  request.stop, self.metrics, arrival, chat=chat)
                    for i in range(request.n)]
         events = merge(streams)
@@ -78,8 +79,7 @@ class ChatServing(ServingBase):
         ]
         completion_tokens = sum(len(r.token_ids) for r in results)
         return ChatCompletionResponse(model=request.model, choices=choices,
-                                      usage=UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                                      total_tokens=prompt_tokens + completion_tokens))
+                                      usage=usage_info(prompt_tokens, completion_tokens))
 
     async def _chunks(self, request, events: AsyncIterator[ChoiceEvent],
                       prompt_tokens: int) -> AsyncIterator[ChatCompletionChunk]:
@@ -101,5 +101,4 @@ class ChatServing(ServingBase):
                 yield chunk([ChatChunkChoice(index=event.index, delta=DeltaMessage(content=event.text or None),
                                              logprobs=logprobs, finish_reason=event.finish_reason)])
         if request.stream_options and request.stream_options.include_usage:
-            yield chunk([], UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                      total_tokens=prompt_tokens + completion_tokens))
+            yield chunk([], usage_info(prompt_tokens, completion_tokens))

@@ -1,18 +1,19 @@
-"""What completions and chat share: admission, context checks, sampling specs, logprob text."""
+"""What completions and chat share: admission, context checks, sampling specs, usage, logprob text."""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
 from ..models.config import Settings
-from ..engines.base import Engine, EngineError, TokenLogprob
+from ..engines.base import Engine, EngineError
 from .errors import bad_request, overloaded
 from .metrics import Metrics
 from ..models.registry import ModelRegistry, ServedModel
-from .protocol import _SamplingFields
+from ..plans import DecodingPlan
+from .protocol import UsageInfo, _SamplingFields
 from ..sampling import SamplingSpec
 
-__all__ = ["ServingBase", "check_context", "build_spec"]
+__all__ = ["ServingBase", "check_context", "build_spec", "usage_info"]
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,9 @@ def check_context(engine: Engine, prompt_len: int, max_tokens: int | None) -> in
     return max_tokens
 
 
-def build_spec(request: _SamplingFields, engine: Engine, max_tokens: int, choice: int,
-               logprobs: int | None, prompt_logprobs: int | None, extra: dict | None = None) -> SamplingSpec:
-    """One choice's ``SamplingSpec``; ``extra`` comes from ``prompts.method_prompts.method_extras``."""
+def build_spec(request: _SamplingFields, engine: Engine, max_tokens: int, choice: int, logprobs: int | None,
+               prompt_logprobs: int | None, plan: DecodingPlan = DecodingPlan()) -> SamplingSpec:
+    """One choice's ``SamplingSpec``; ``plan`` comes from the request's ``to_decoding_plan``."""
     tokenizer = engine.tokenizer
     stop_ids = list(request.stop_token_ids or [])
     if not request.ignore_eos and tokenizer.eos_token_id is not None:
@@ -59,13 +60,18 @@ def build_spec(request: _SamplingFields, engine: Engine, max_tokens: int, choice
         logprobs=logprobs,
         prompt_logprobs=prompt_logprobs,
         stop_token_ids=tuple(stop_ids),
-        extra=extra or {},
+        plan=plan,
     )
     try:
         engine.validate(spec)
     except EngineError as exc:
         raise bad_request(str(exc)) from exc
     return spec
+
+
+def usage_info(prompt_tokens: int, completion_tokens: int) -> UsageInfo:
+    return UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                     total_tokens=prompt_tokens + completion_tokens)
 
 
 def token_text(tokenizer, token_id: int) -> str:
@@ -90,7 +96,3 @@ class ServingBase:
             raise overloaded(f"the request queue of model {request.model!r} is full "
                              f"({stats.running} running, {stats.waiting} waiting); retry later")
         return served
-
-    @staticmethod
-    def top_pairs(tokenizer, logprob: TokenLogprob) -> list[tuple[str, float]]:
-        return [(token_text(tokenizer, tid), lp) for tid, lp in logprob.top]

@@ -9,9 +9,9 @@ from .errors import bad_request
 from .generation import ChoiceEvent, ChoiceResult, collect, merge, stream_choice
 from .protocol import (CompletionChoice, CompletionLogprobs, CompletionRequest, CompletionResponse, UsageInfo,
                        random_id)
-from .serving_common import ServingBase, build_spec, check_context, token_text
-from ..prompts.method_prompts import CompletionPrompt, branch_prompt_tokens, method_extras
-from ..prompt_boundary import boundary_choice, exact_boundary_prompts
+from .serving_common import ServingBase, build_spec, check_context, token_text, usage_info
+from ..prompts.method_prompts import CompletionPrompt
+from .serving_boundary import boundary_choice, exact_boundary_prompts
 from .sse import sse_events
 
 __all__ = ["CompletionServing"]
@@ -69,14 +69,14 @@ class CompletionServing(ServingBase):
             prompt_ids = method_prompt.token_ids
             if not prompt_ids:
                 raise bad_request("prompt must contain at least one token", "prompt")
-            extra = method_extras(request, engine, method_prompt)
-            longest = max(len(prompt_ids), branch_prompt_tokens(extra))
+            plan = request.to_decoding_plan(method_prompt, engine.capabilities)
+            longest = max(len(prompt_ids), plan.branch_prompt_tokens)
             max_tokens = check_context(engine, longest, 1 if scoring_only else request.max_tokens)
-            prompt_tokens += len(prompt_ids) + branch_prompt_tokens(extra)
+            prompt_tokens += len(prompt_ids) + plan.branch_prompt_tokens
             for i in range(request.n):
                 index = p * request.n + i
                 spec = build_spec(request, engine, max_tokens, i, request.logprobs,
-                                  request.logprobs if request.echo and request.logprobs is not None else None, extra)
+                                  request.logprobs if request.echo and request.logprobs is not None else None, plan)
                 if boundary is not None:  # prompt_boundary "exact": a byte-level hand-off, then the engine
                     streams.append(boundary_choice(served, boundary[p], index, f"{base_id}-{index}", spec,
                                                    request.stop, self.metrics, arrival))
@@ -113,8 +113,7 @@ class CompletionServing(ServingBase):
                                             finish_reason="length" if scoring_only else result.finish_reason))
         completion_tokens = 0 if scoring_only else sum(len(r.token_ids) for r in results)
         return CompletionResponse(model=request.model, choices=choices,
-                                  usage=UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                                  total_tokens=prompt_tokens + completion_tokens))
+                                  usage=usage_info(prompt_tokens, completion_tokens))
 
     async def _stream(self, request, events: AsyncIterator[ChoiceEvent], prompts,
                       prompt_tokens: int) -> AsyncIterator[str]:
@@ -149,8 +148,7 @@ class CompletionServing(ServingBase):
                     yield chunk([CompletionChoice(index=event.index, text=text, logprobs=block,
                                                   finish_reason=event.finish_reason)])
             if request.stream_options and request.stream_options.include_usage:
-                yield chunk([], UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                          total_tokens=prompt_tokens + completion_tokens))
+                yield chunk([], usage_info(prompt_tokens, completion_tokens))
 
         async for line in sse_events(body()):
             yield line

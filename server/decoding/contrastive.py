@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_BETA", "contrastive_scores", "plausible"]
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_BETA", "DEFAULT_DISTURBANCE", "contrastive_scores", "plausible"]
 
 DEFAULT_ALPHA = 1.0
 DEFAULT_BETA = 0.1
+# ICD's negative branch: this instruction before the prompt (completions) or as the system message (chat).
+DEFAULT_DISTURBANCE = "You are a confused assistant who gives a fuzzy, unreliable impression of the question."
 
 
 def _per_row(value: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:

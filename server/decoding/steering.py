@@ -20,11 +20,12 @@ from typing import Iterable, Sequence
 import torch
 
 __all__ = [
-    "DEFAULT_STRENGTH", "DEFAULT_NEGATIVE_STRENGTH", "DEFAULT_NEGATIVE_FRACTION",
+    "DEFAULT_AUTO_HEADS", "DEFAULT_STRENGTH", "DEFAULT_NEGATIVE_STRENGTH", "DEFAULT_NEGATIVE_FRACTION",
     "span_token_positions", "steer_scores", "up_steered", "most_attended", "suppression_counts", "top_steered",
     "suppressed", "suppress_scores",
 ]
 
+DEFAULT_AUTO_HEADS = 32  # heads picked by heads "auto" (capped at the model's heads)
 DEFAULT_STRENGTH = 0.625
 DEFAULT_NEGATIVE_STRENGTH = 1.0
 DEFAULT_NEGATIVE_FRACTION = 0.1

@@ -1,7 +1,9 @@
 """The engine interface: token ids in, a stream of token deltas out.
 
 The server never cares which engine runs a model. Detokenization, stop strings, ``n`` and
-response shaping live in the serving layer; engines only schedule and run the model.
+response shaping live in the serving layer; engines only schedule and run the model. Decoding
+methods beyond plain sampling arrive as a typed ``SamplingSpec.plan`` (``braid.server.plans``):
+an engine declares the ``Capability`` members it runs and answers ``supports(plan)``.
 """
 from __future__ import annotations
 
@@ -10,22 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Literal
 
+from ..plans import Capability, ContrastiveMethod, DecodingPlan, Refusal, capability_refusal
 from ..sampling import SamplingSpec
 
-__all__ = ["ChatConversation", "Engine", "EngineRequest", "EngineOutput", "TokenLogprob", "EngineStats", "EngineError",
-           "require_vcd_images"]
+__all__ = ["ChatConversation", "Engine", "EngineRequest", "EngineOutput", "TokenLogprob", "EngineStats", "EngineError"]
 
 FinishReason = Literal["stop", "length", "abort"]
 
 
 class EngineError(RuntimeError):
     """A request the engine cannot run (bad parameters for this engine). Mapped to HTTP 400."""
-
-
-def require_vcd_images(extra: dict) -> None:
-    """Every engine's check of a VCD request (``SamplingSpec.extra``): it must carry images."""
-    if extra["contrastive"]["method"] == "vcd" and extra.get("images") is None:
-        raise EngineError("vcd contrasts the prompt's images with noised copies: the request has no images")
 
 
 @dataclass(frozen=True)
@@ -82,7 +78,7 @@ class Engine(abc.ABC):
     name: str
     tokenizer: "object"  # a transformers PreTrainedTokenizerBase
     max_model_len: int
-    capabilities: frozenset[str] = frozenset()  # decoding methods beyond plain sampling: "steer", "contrastive.icd", ...
+    capabilities: frozenset[Capability] = frozenset()  # decoding methods beyond plain sampling
     cache_home: Path | None = None  # Braid's cache root (BRAID_HOME), set by the app; per-model caches go below
 
     async def start(self) -> None:
@@ -91,8 +87,21 @@ class Engine(abc.ABC):
     async def shutdown(self) -> None:
         """Stop background loops and free memory."""
 
+    def supports(self, plan: DecodingPlan) -> Refusal | None:
+        """Why this engine cannot run ``plan``, or None. Here: a method outside ``capabilities``, or
+        vcd without images; engines add their own limits (e.g. two slots for a contrastive pair)."""
+        refusal = capability_refusal(self.name, plan.required_capabilities(), self.capabilities)
+        vcd = plan.contrastive is not None and plan.contrastive.method is ContrastiveMethod.VCD
+        if refusal is None and vcd and plan.images is None:
+            return Refusal("vcd contrasts the prompt's images with noised copies: the request has no images")
+        return refusal
+
     def validate(self, sampling: SamplingSpec) -> None:
-        """Raise ``EngineError`` for parameters this engine cannot honour (checked before streaming)."""
+        """Raise ``EngineError`` for parameters this engine cannot honour (checked before streaming).
+        Here: a plan it does not support; engines extend it with their own parameters."""
+        refusal = self.supports(sampling.plan)
+        if refusal is not None:
+            raise EngineError(refusal.message)
 
     @abc.abstractmethod
     def generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 from .config import BYTE_KINDS, ModelConfig, Settings
 from ..engines.base import Engine, EngineStats
 from ..api.errors import not_found
 from .weights import resolve_source
+
+if TYPE_CHECKING:
+    from ..engines.bytelevel.prompt_boundary import HandOff, PromptBoundaryReader
+    from ..engines.bytelevel.sources import SourcePool
 
 __all__ = ["ServedModel", "ModelRegistry", "build_engine"]
 
@@ -19,14 +24,21 @@ class ServedModel:
     config: ModelConfig
     engine: Engine
     path: str
+    boundary_reader: Callable[[], PromptBoundaryReader] = field(repr=False)  # the registry's, made on first use
+
+    async def exact_boundary(self, prompt: str, seed: int | None, greedy: bool) -> HandOff:
+        """Where a token-level model continues a prompt text that may end mid-token, read at byte
+        level: the hand-off's token ids and the text they add. `EngineError` if the text is impossible."""
+        return await self.boundary_reader().hand_off(self.path, self.config.dtype, prompt, seed, greedy)
 
 
-def build_engine(config: ModelConfig, path: str, recipe=None) -> Engine:
-    """The engine for one entry; byte-level kinds take the ``recipe`` built by `build_recipe`."""
+def build_engine(config: ModelConfig, path: str, recipe=None, pool: SourcePool | None = None) -> Engine:
+    """The engine for one entry; byte-level kinds take the ``recipe`` built by `build_recipe` and
+    the `SourcePool` their models are loaded from."""
     if config.kind in BYTE_KINDS:
         from ..engines.bytelevel import ByteLevelEngine
 
-        return ByteLevelEngine(config.id, recipe, max_model_len=config.max_model_len,
+        return ByteLevelEngine(config.id, recipe, pool, max_model_len=config.max_model_len,
                                max_num_seqs=config.max_num_seqs)
     common = dict(max_model_len=config.max_model_len, dtype=config.dtype, max_num_seqs=config.max_num_seqs,
                   **config.engine_options)
@@ -43,6 +55,8 @@ class ModelRegistry:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._models: dict[str, ServedModel] = {}
+        self._source_pool: SourcePool | None = None  # models read at byte level, loaded once per (path, dtype)
+        self._boundary_reader: PromptBoundaryReader | None = None
 
     async def start(self) -> None:
         by_id = {config.id: config for config in self._settings.models}
@@ -52,19 +66,39 @@ class ModelRegistry:
 
                 recipe = build_recipe(config, by_id, lambda source: resolve_source(source, self._settings.home))
                 path = recipe.path if config.kind == "bytelevel" else describe(recipe)
-                engine = build_engine(config, path, recipe)
+                engine = build_engine(config, path, recipe, self._byte_level_sources())
             else:
                 path = resolve_source(config.source, self._settings.home)
                 engine = build_engine(config, path)
             log.info("loading model %s from %s on the %s engine", config.id, path, config.engine)
             await engine.start()
-            self._models[config.id] = ServedModel(config, engine, path)
+            self._models[config.id] = ServedModel(config, engine, path, self._prompt_boundary_reader)
             log.info("model %s ready (max_model_len=%d)", config.id, engine.max_model_len)
 
     async def shutdown(self) -> None:
         for served in self._models.values():
             await served.engine.shutdown()
         self._models.clear()
+        if self._boundary_reader is not None:
+            self._boundary_reader.close()
+            self._boundary_reader = None
+        self._source_pool = None
+
+    def _byte_level_sources(self) -> SourcePool:
+        if self._source_pool is None:
+            from ..engines.bytelevel.sources import SourcePool
+
+            self._source_pool = SourcePool()
+        return self._source_pool
+
+    def _prompt_boundary_reader(self) -> PromptBoundaryReader:
+        """The byte-level reader behind `ServedModel.exact_boundary`, made on first use (it takes
+        each model's byte-level copy from the registry's pool, shared with byte-level engines)."""
+        if self._boundary_reader is None:
+            from ..engines.bytelevel.prompt_boundary import PromptBoundaryReader
+
+            self._boundary_reader = PromptBoundaryReader(self._byte_level_sources())
+        return self._boundary_reader
 
     def get(self, model_id: str) -> ServedModel:
         try:

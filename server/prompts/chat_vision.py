@@ -9,8 +9,9 @@ message) are a 400 here.
 from __future__ import annotations
 
 from ..api.errors import bad_request
+from ..decoding.contrastive import DEFAULT_DISTURBANCE
 from .images import IMAGE_PART_TYPES, load_image
-from ..api.protocol import DEFAULT_DISTURBANCE, ChatMessage, ContrastiveParams, SteerParams
+from ..api.protocol import ChatMessage, ContrastiveParams, SteerParams
 from .method_prompts import MethodPrompt
 
 __all__ = ["VisionChatPrompt", "vision_turns"]

@@ -1,4 +1,5 @@
-"""Pure float64 functions: canonical masking, next-byte aggregation, sampling warps.
+"""Pure float64 functions: canonical masking, next-byte aggregation, the sampling steps
+(bias, min_p, temperature / top-k / top-p warps).
 
 Index 256 of a next-byte vector is END (the text ends here).
 """
@@ -8,7 +9,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["END", "canonical_logprobs", "aggregate_next_byte", "warp_logprobs", "logsumexp", "sample_bytes"]
+__all__ = ["END", "canonical_logprobs", "aggregate_next_byte", "renormalized", "bias_logprobs", "min_p_logprobs",
+           "warp_logprobs", "logsumexp", "sample_bytes"]
 
 END = 256
 
@@ -57,6 +59,29 @@ def aggregate_next_byte(inside_bytes: np.ndarray, inside_logq: np.ndarray, bound
     with np.errstate(divide="ignore"):
         logmass = np.log(mass)
     return logmass - np.log(mass.sum())
+
+
+def renormalized(logprobs: np.ndarray, what: str) -> np.ndarray:
+    """``logprobs`` shifted to sum to one; ``what`` names the step in the error if none is left."""
+    total = logsumexp(logprobs)
+    if not np.isfinite(total):
+        raise ValueError(f"{what} leaves no byte possible")
+    return logprobs - total
+
+
+def bias_logprobs(logprobs: np.ndarray, bias: dict[int, float]) -> np.ndarray:
+    """``logprobs[i] + bias[i]``, renormalized."""
+    out = np.array(logprobs, dtype=np.float64)
+    for symbol, value in bias.items():
+        out[symbol] += value
+    return renormalized(out, "logit_bias")
+
+
+def min_p_logprobs(logprobs: np.ndarray, min_p: float) -> np.ndarray:
+    """Drop symbols whose probability is below ``min_p`` times the largest; renormalized."""
+    out = np.array(logprobs, dtype=np.float64)
+    out[out < np.log(min_p) + out.max()] = -np.inf
+    return renormalized(out, "min_p")
 
 
 def warp_logprobs(logprobs: np.ndarray, temperature: float = 1.0, top_k: int = 0,

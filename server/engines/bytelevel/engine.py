@@ -17,7 +17,7 @@ from ...sampling import SamplingSpec
 from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats
 from .recipe import Recipe, describe, instantiate, leaves
 from .request_state import ByteRequestState
-from .sources import LoadedSource, acquire_source, release_source
+from .sources import LoadedSource, SourcePool
 from .tokenizer import END_ID, ByteTokenizer
 
 __all__ = ["ByteLevelEngine", "run_in_worker"]
@@ -34,10 +34,11 @@ async def run_in_worker(fn, *args):
 
 
 class ByteLevelEngine(Engine):
-    capabilities: frozenset[str] = frozenset()
+    """Plain sampling only (no ``capabilities``): a decoding plan is refused."""
 
-    def __init__(self, name: str, recipe: Recipe, *, max_model_len: int | None = None, max_num_seqs: int = 32):
-        self.name, self.recipe = name, recipe
+    def __init__(self, name: str, recipe: Recipe, pool: SourcePool, *, max_model_len: int | None = None,
+                 max_num_seqs: int = 32):
+        self.name, self.recipe, self._pool = name, recipe, pool
         self.description = describe(recipe)
         self._max_model_len_cap = max_model_len
         self._leaves = leaves(recipe)
@@ -51,7 +52,7 @@ class ByteLevelEngine(Engine):
         for leaf in self._leaves:
             if leaf.key not in self._sources:
                 try:
-                    self._sources[leaf.key] = await asyncio.to_thread(acquire_source, leaf.path, leaf.dtype)
+                    self._sources[leaf.key] = await asyncio.to_thread(self._pool.acquire, leaf.path, leaf.dtype)
                 except Exception as exc:
                     await self.shutdown()
                     raise RuntimeError(f"model {self.name!r}: cannot load {leaf.label!r} ({leaf.path}) for "
@@ -66,15 +67,14 @@ class ByteLevelEngine(Engine):
 
     async def shutdown(self) -> None:
         for path, dtype in self._sources:
-            release_source(path, dtype)
+            self._pool.release(path, dtype)
         self._sources.clear()
 
     def stats(self) -> EngineStats:
         return EngineStats(running=self._running, waiting=self._waiting)
 
     def validate(self, sampling: SamplingSpec) -> None:
-        if sampling.extra:
-            raise EngineError(f"byte-level model {self.name!r} does not support {sorted(sampling.extra)}")
+        super().validate(sampling)
         for name, neutral in (("presence_penalty", 0.0), ("frequency_penalty", 0.0), ("repetition_penalty", 1.0)):
             if getattr(sampling, name) != neutral:
                 raise EngineError(f"{name} is not supported by byte-level model {self.name!r}; leave it unset")

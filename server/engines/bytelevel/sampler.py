@@ -9,38 +9,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...decoding.bytelevel.next_byte import END, logsumexp, warp_logprobs
+from ...decoding.bytelevel.next_byte import END, bias_logprobs, min_p_logprobs, renormalized, warp_logprobs
 from ...sampling import SamplingSpec
 from ..base import TokenLogprob
 
 __all__ = ["sampling_logprobs", "choose_byte", "byte_logprob"]
 
 
-def _normalized(logprobs: np.ndarray, what: str) -> np.ndarray:
-    total = logsumexp(logprobs)
-    if not np.isfinite(total):
-        raise ValueError(f"{what} leaves no byte possible")
-    return logprobs - total
-
-
 def sampling_logprobs(logprobs: np.ndarray, spec: SamplingSpec) -> np.ndarray:
     """The distribution a byte is drawn from (normalized log-probs over 256 bytes + END)."""
     out = np.asarray(logprobs, dtype=np.float64)
     if spec.logit_bias:
-        out = out.copy()
-        for token_id, bias in spec.logit_bias.items():
-            out[token_id] += bias
-        out = _normalized(out, "logit_bias")
+        out = bias_logprobs(out, spec.logit_bias)
     if END not in spec.stop_token_ids:  # ignore_eos: the text must go on
         out = out.copy()
         out[END] = -np.inf
-        out = _normalized(out, "ignore_eos")
+        out = renormalized(out, "ignore_eos")
     if spec.greedy:
         return warp_logprobs(out, 0.0)
     if spec.min_p > 0:
-        scaled = _normalized(out / spec.temperature, "temperature")
-        scaled[scaled < np.log(spec.min_p) + scaled.max()] = -np.inf
-        return warp_logprobs(_normalized(scaled, "min_p"), 1.0, spec.top_k, spec.top_p)
+        scaled = min_p_logprobs(renormalized(out / spec.temperature, "temperature"), spec.min_p)
+        return warp_logprobs(scaled, 1.0, spec.top_k, spec.top_p)
     return warp_logprobs(out, spec.temperature, spec.top_k, spec.top_p)
 
 

@@ -3,6 +3,7 @@
 A `LoadedSource` holds what every request shares: the weights, the tokenizer, its byte view
 (`TokenVocabulary`) and canonicality checker. Each request gets its own `ByteLM` (and its own
 `TransformersLM` KV cache) from `byte_lm`, so requests never disturb each other's caches.
+A `SourcePool` (one per model registry) loads each (path, dtype) once for all its readers.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from ...decoding.bytelevel import ByteLM, CanonicalityChecker, TokenVocabulary, TransformersLM
 from ...kernels.cpu_linear import install_small_batch_linears
 
-__all__ = ["LoadedSource", "acquire_source", "release_source"]
+__all__ = ["LoadedSource", "SourcePool", "load_source"]
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,6 @@ class LoadedSource:
                       max_branches=max_branches, always_check=always_check, **options)
 
 
-_loaded: dict[tuple[str, str], LoadedSource] = {}
-_lock = threading.Lock()
-
-
 def _torch_dtype(dtype: str) -> torch.dtype:
     if dtype == "auto":
         return torch.float32
@@ -83,7 +80,8 @@ def _text_context(tokenizer) -> tuple[int, ...]:
     raise ValueError("the tokenizer adds no prefix and names no BOS or EOS token to start a text with")
 
 
-def _load(path: str, dtype: str) -> LoadedSource:
+def load_source(path: str, dtype: str) -> LoadedSource:
+    """Load a model for byte-level reading (unshared: servers go through a `SourcePool`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -102,23 +100,30 @@ def _load(path: str, dtype: str) -> LoadedSource:
     return LoadedSource(path, model, tokenizer, vocab, checker, _text_context(tokenizer), max_positions)
 
 
-def acquire_source(path: str, dtype: str) -> LoadedSource:
-    """Load (or reuse) a model for byte-level reading; pair with `release_source`."""
-    key = (path, dtype)
-    with _lock:
-        source = _loaded.get(key)
-        if source is None:
-            log.info("loading %s (%s) for byte-level decoding", path, dtype)
-            source = _load(path, dtype)
-            _loaded[key] = source
-        source.users += 1
-        return source
+class SourcePool:
+    """Loaded sources shared by their readers (byte-level engines, the prompt-boundary reader),
+    each (path, dtype) loaded once and dropped when its last reader releases it."""
 
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, str], LoadedSource] = {}
+        self._lock = threading.Lock()
 
-def release_source(path: str, dtype: str) -> None:
-    with _lock:
-        source = _loaded.get((path, dtype))
-        if source is not None:
-            source.users -= 1
-            if source.users <= 0:
-                del _loaded[(path, dtype)]
+    def acquire(self, path: str, dtype: str) -> LoadedSource:
+        """Load (or reuse) a model for byte-level reading; pair with `release`."""
+        key = (path, dtype)
+        with self._lock:
+            source = self._loaded.get(key)
+            if source is None:
+                log.info("loading %s (%s) for byte-level decoding", path, dtype)
+                source = load_source(path, dtype)
+                self._loaded[key] = source
+            source.users += 1
+            return source
+
+    def release(self, path: str, dtype: str) -> None:
+        with self._lock:
+            source = self._loaded.get((path, dtype))
+            if source is not None:
+                source.users -= 1
+                if source.users <= 0:
+                    del self._loaded[(path, dtype)]

@@ -7,7 +7,7 @@ outputs come back through each request's asyncio queue.
 Decoding methods (``capabilities``): contrastive ICD and ASCD (a request becomes a pair of
 sequences scheduled as one unit) and span steering (per-sequence attention score modifiers);
 see ``methods.py``. ``"auto"`` steering heads are profiled once per model (``head_profile.py``).
-LLaVA-style vision-language models also take images (``"images"``) and run VCD (``vision.py``
+LLaVA-style vision-language models also take images (``IMAGES``) and run VCD (``vision.py``
 merges image features into prefills); ASCD and steering on an image prompt steer its image tokens.
 """
 from __future__ import annotations
@@ -20,13 +20,14 @@ from typing import AsyncIterator
 
 import torch
 
+from ...plans import Capability, DecodingPlan, Refusal
 from ...sampling import SamplingSpec
 from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats
 from . import attention
 from ...kernels.cpu_linear import install_small_batch_linears
 from .head_profile import HeadProfile
 from .kv_cache import SlotKVCache
-from .methods import attach_methods, validate_methods, validate_positions
+from .methods import attach_methods, method_refusal, validate_positions
 from .model_runner import ModelRunner
 from .scheduler import Scheduler, Sequence
 from .step import run_step
@@ -42,7 +43,7 @@ _KNOWN_OPTIONS = {"kv_cache_memory_bytes", "max_num_batched_tokens", "small_batc
 
 
 class HFEngine(Engine):
-    capabilities: frozenset[str] = frozenset({"contrastive.icd", "contrastive.ascd", "steer"})
+    capabilities: frozenset[Capability] = frozenset({Capability.ICD, Capability.ASCD, Capability.STEER})
 
     def __init__(self, name: str, model_path: str, *, max_model_len: int | None = None, dtype: str = "auto",
                  max_num_seqs: int = 32, device: str | None = None, **engine_options):
@@ -66,7 +67,7 @@ class HFEngine(Engine):
             from transformers import AutoProcessor
 
             self.processor = AutoProcessor.from_pretrained(model_path)
-            self.capabilities = self.capabilities | {"contrastive.vcd", "images"}
+            self.capabilities = self.capabilities | {Capability.VCD, Capability.IMAGES}
         self.vocab_size = text_config.vocab_size
         model_limit = getattr(text_config, "max_position_embeddings", None) or max_model_len or 2048
         if max_model_len is not None and max_model_len > model_limit:
@@ -168,10 +169,13 @@ class HFEngine(Engine):
             if not finished:
                 self._inbox.put(("abort", request.request_id))
 
+    def supports(self, plan: DecodingPlan) -> Refusal | None:
+        return super().supports(plan) or method_refusal(plan, self.name, self.max_num_seqs, self.vocab_size,
+                                                        self.max_model_len, self.num_layers, self.num_heads)
+
     def validate(self, sampling: SamplingSpec) -> None:
+        super().validate(sampling)
         vocab = self.vocab_size
-        validate_methods(sampling.extra, self.name, self.capabilities, self.max_num_seqs, vocab, self.max_model_len,
-                         self.num_layers, self.num_heads)
         if sampling.max_tokens < 1:
             raise EngineError("max_tokens must be at least 1")
         for field_name in ("logprobs", "prompt_logprobs"):
@@ -190,7 +194,7 @@ class HFEngine(Engine):
             raise EngineError(f"the prompt has {n} tokens; this model's context is {self.max_model_len}")
         if any(t < 0 or t >= vocab for t in request.prompt_token_ids):
             raise EngineError(f"prompt token ids must be in [0, {vocab})")
-        validate_positions(request.sampling.extra, n)
+        validate_positions(request.sampling.plan, n)
 
     def _loop(self) -> None:
         sched = self.scheduler
@@ -236,7 +240,7 @@ class HFEngine(Engine):
         if seq.sampling.seed is not None:
             gen = torch.Generator(device=self.device)
             gen.manual_seed(seq.sampling.seed)
-            seq.extra["generator"] = gen
+            seq.generator = gen
         try:
             attach_methods(seq, self.num_layers, self.num_heads, self._auto_heads, self.device)
         except Exception as exc:  # noqa: BLE001 - e.g. head profiling failed: this request fails, not the engine

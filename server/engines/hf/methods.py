@@ -1,7 +1,7 @@
 """A request's decoding methods as engine sequences: the negative branch of a contrastive pair and
 the attention score modifiers of steering.
 
-``SamplingSpec.extra`` (built by ``braid.server.prompts.method_prompts``) says what to run:
+``SamplingSpec.plan`` (a ``braid.server.plans.DecodingPlan``) says what to run:
 
 * ``contrastive`` ICD: a negative branch over ``negative_prompt_ids``, no steering.
 * ``contrastive`` ASCD: a negative branch over the same prompt; the positive branch is
@@ -14,7 +14,7 @@ the attention score modifiers of steering.
   branches of a pair see them (VCD's negative branch noised; ASCD's both clean, the steered
   positions then being the image tokens).
 
-Heads are ``"all"``, ``[(layer, head), ...]`` or ``"auto"`` (resolved by a
+Heads are ``"all"``, ``((layer, head), ...)`` or ``"auto"`` (resolved by a
 :class:`~braid.server.engines.hf.head_profile.HeadProfile`; the same text-probe ranking whether
 the steered positions are span tokens or image tokens).
 """
@@ -27,10 +27,11 @@ import torch
 from ...decoding.steering import (steer_scores, suppress_scores, suppressed, suppression_counts, top_steered,
                                   up_steered)
 from ...decoding.visual_noise import noise_image
-from ..base import EngineError, require_vcd_images
+from ...plans import ContrastiveMethod, DecodingPlan, Refusal, SteeringPlan
+from ..base import EngineError
 from .scheduler import Sequence
 
-__all__ = ["AttentionSuppression", "SpanSteering", "attach_methods", "validate_methods", "validate_positions",
+__all__ = ["AttentionSuppression", "SpanSteering", "attach_methods", "method_refusal", "validate_positions",
            "NEGATIVE_SUFFIX"]
 
 NEGATIVE_SUFFIX = "#negative"
@@ -38,7 +39,7 @@ NEGATIVE_SUFFIX = "#negative"
 HeadResolver = Callable[[int], list[tuple[int, int]]]  # auto_heads -> [(layer, head), ...]
 
 
-def _key_mask(positions: list[int], device) -> torch.Tensor:
+def _key_mask(positions: tuple[int, ...], device) -> torch.Tensor:
     mask = torch.zeros(max(positions) + 1, dtype=torch.bool, device=device)
     mask[torch.tensor(positions, dtype=torch.long, device=device)] = True
     return mask
@@ -54,7 +55,7 @@ def _fit(mask: torch.Tensor, length: int) -> torch.Tensor:
 class SpanSteering:
     """Score modifier: ``s + strength * |s|`` on the steered keys, in the selected heads."""
 
-    def __init__(self, positions: list[int], heads: dict[int, torch.Tensor | None], strength: float, device):
+    def __init__(self, positions: tuple[int, ...], heads: dict[int, torch.Tensor | None], strength: float, device):
         self.key_mask = _key_mask(positions, device)
         self.heads = heads  # layer -> [H] bool head mask, or None for every head of that layer
         self.strength = strength
@@ -94,7 +95,7 @@ class AttentionSuppression:
     """Score modifier (ASCD negative branch): in every head, ``s - strength * |s|`` on each query
     row's most attended ``fraction`` of the steered keys."""
 
-    def __init__(self, positions: list[int], strength: float, fraction: float, device):
+    def __init__(self, positions: tuple[int, ...], strength: float, fraction: float, device):
         self.key_mask = _key_mask(positions, device)
         self.strength, self.fraction = strength, fraction
 
@@ -124,10 +125,10 @@ def _stacked_keys(mods, scores: torch.Tensor) -> torch.Tensor:
 
 def head_masks(heads, num_layers: int, num_heads: int, resolve_auto: HeadResolver, auto_heads: int,
                device) -> dict[int, torch.Tensor | None]:
-    """``"all"`` / ``"auto"`` / ``[(layer, head), ...]`` -> layer -> head mask (None: all heads)."""
+    """``"all"`` / ``"auto"`` / ``((layer, head), ...)`` -> layer -> head mask (None: all heads)."""
     if heads == "all":
         return {layer: None for layer in range(num_layers)}
-    chosen = resolve_auto(auto_heads) if heads == "auto" else [tuple(h) for h in heads]
+    chosen = resolve_auto(auto_heads) if heads == "auto" else heads
     masks: dict[int, torch.Tensor] = {}
     for layer, head in chosen:
         masks.setdefault(layer, torch.zeros(num_heads, dtype=torch.bool, device=device))[head] = True
@@ -135,77 +136,69 @@ def head_masks(heads, num_layers: int, num_heads: int, resolve_auto: HeadResolve
 
 
 def attach_methods(seq: Sequence, num_layers: int, num_heads: int, resolve_auto: HeadResolver, device) -> None:
-    """Give ``seq`` its negative branch and score modifiers, as its ``sampling.extra`` asks."""
-    extra = seq.sampling.extra
-    contrastive, steer = extra.get("contrastive"), extra.get("steer")
+    """Give ``seq`` its negative branch and score modifiers, as its ``sampling.plan`` asks."""
+    plan = seq.sampling.plan
+    contrastive = plan.contrastive
 
-    def steering(cfg: dict) -> SpanSteering:
-        masks = head_masks(cfg["heads"], num_layers, num_heads, resolve_auto, cfg["auto_heads"], device)
-        return SpanSteering(cfg["positions"], masks, cfg["strength"], device)
+    def steering(steer: SteeringPlan) -> SpanSteering:
+        masks = head_masks(steer.heads, num_layers, num_heads, resolve_auto, steer.auto_heads, device)
+        return SpanSteering(steer.positions, masks, steer.strength, device)
 
-    images = extra.get("images")
-    if images is not None:
-        seq.extra["pixel_values"] = images
+    images = plan.images.pixel_values if plan.images is not None else None
+    seq.pixel_values = images
     if contrastive is not None:
-        negative_ids = list(contrastive["negative_prompt_ids"])
+        negative_ids = list(contrastive.negative_prompt_ids)
         seq.negative = Sequence(seq.request_id + NEGATIVE_SUFFIX, negative_ids, len(negative_ids), seq.sampling)
-        if contrastive["method"] == "vcd":
-            seq.negative.extra["pixel_values"] = noise_image(images, contrastive["noise_step"], seq.sampling.seed)
-        elif images is not None:
-            seq.negative.extra["pixel_values"] = images
-        if contrastive["method"] == "ascd":
-            cfg = contrastive["steer"]
-            seq.score_modifier = steering(cfg)
-            seq.negative.score_modifier = AttentionSuppression(cfg["positions"], cfg["negative_strength"],
-                                                               cfg["negative_fraction"], device)
-    if steer is not None:
-        seq.score_modifier = steering(steer)
+        if contrastive.method is ContrastiveMethod.VCD:
+            seq.negative.pixel_values = noise_image(images, contrastive.noise_step, seq.sampling.seed)
+        else:
+            seq.negative.pixel_values = images
+        if contrastive.method is ContrastiveMethod.ASCD:
+            steer = contrastive.steer
+            seq.score_modifier = steering(steer)
+            seq.negative.score_modifier = AttentionSuppression(steer.positions, steer.negative_strength,
+                                                               steer.negative_fraction, device)
+    if plan.steer is not None:
+        seq.score_modifier = steering(plan.steer)
 
 
-def validate_methods(extra: dict, name: str, capabilities: frozenset[str], max_num_seqs: int, vocab: int,
-                     max_model_len: int, num_layers: int, num_heads: int) -> None:
-    """Raise ``EngineError`` for a ``SamplingSpec.extra`` this engine cannot run."""
-    unknown = sorted(set(extra) - {"contrastive", "steer", "images"})
-    if unknown:
-        raise EngineError(f"the transformers engine of model {name!r} does not support {unknown}")
-    if "images" in extra and "images" not in capabilities:
-        raise EngineError(f"model {name!r} is not a vision-language model: it does not accept image inputs")
-    contrastive = extra.get("contrastive")
+def method_refusal(plan: DecodingPlan, name: str, max_num_seqs: int, vocab: int, max_model_len: int,
+                   num_layers: int, num_heads: int) -> Refusal | None:
+    """Why this engine's model cannot run ``plan`` (its capabilities aside), or None."""
+    contrastive = plan.contrastive
     if contrastive is not None:
-        if f"contrastive.{contrastive['method']}" not in capabilities:
-            raise EngineError(f"contrastive method {contrastive['method']!r} is not available for model "
-                              f"{name!r}; it runs {sorted(capabilities)}")
         if max_num_seqs < 2:
-            raise EngineError(f"contrastive decoding runs two sequences per request; model {name!r} "
-                              "is served with max_num_seqs 1 (set it to 2 or more)")
-        ids = contrastive["negative_prompt_ids"]
+            return Refusal(f"contrastive decoding runs two sequences per request; model {name!r} "
+                           "is served with max_num_seqs 1 (set it to 2 or more)")
+        ids = contrastive.negative_prompt_ids
         if not ids or any(t < 0 or t >= vocab for t in ids):
-            raise EngineError(f"the negative prompt must be non-empty token ids in [0, {vocab})")
+            return Refusal(f"the negative prompt must be non-empty token ids in [0, {vocab})")
         if len(ids) >= max_model_len:
-            raise EngineError(f"the negative prompt has {len(ids)} tokens; this model's context is {max_model_len}")
-        if contrastive["method"] == "ascd":
-            _validate_steer(contrastive["steer"], name, num_layers, num_heads)
-        require_vcd_images(extra)
-    if extra.get("steer") is not None:
-        _validate_steer(extra["steer"], name, num_layers, num_heads)
+            return Refusal(f"the negative prompt has {len(ids)} tokens; this model's context is {max_model_len}")
+    for steer in (contrastive.steer if contrastive is not None else None, plan.steer):
+        refusal = _steer_refusal(steer, name, num_layers, num_heads) if steer is not None else None
+        if refusal is not None:
+            return refusal
+    return None
 
 
-def _validate_steer(steer: dict, name: str, num_layers: int, num_heads: int) -> None:
-    heads = steer["heads"]
+def _steer_refusal(steer: SteeringPlan, name: str, num_layers: int, num_heads: int) -> Refusal | None:
+    heads = steer.heads
     if isinstance(heads, str):
         if heads not in ("all", "auto"):
-            raise EngineError(f"steer heads must be 'all', 'auto' or [[layer, head], ...], got {heads!r}")
+            return Refusal(f"steer heads must be 'all', 'auto' or [[layer, head], ...], got {heads!r}")
     else:
         bad = [list(h) for h in heads if not (0 <= h[0] < num_layers and 0 <= h[1] < num_heads)]
         if bad:
-            raise EngineError(f"steer heads {bad} do not exist: model {name!r} has layers 0..{num_layers - 1} "
-                              f"with heads 0..{num_heads - 1}")
-    if not steer["positions"] or min(steer["positions"]) < 0:
-        raise EngineError("steer positions must be a non-empty list of prompt token positions")
+            return Refusal(f"steer heads {bad} do not exist: model {name!r} has layers 0..{num_layers - 1} "
+                           f"with heads 0..{num_heads - 1}")
+    if not steer.positions or min(steer.positions) < 0:
+        return Refusal("steer positions must be a non-empty list of prompt token positions")
+    return None
 
 
-def validate_positions(extra: dict, prompt_len: int) -> None:
+def validate_positions(plan: DecodingPlan, prompt_len: int) -> None:
     """Steered positions must lie in the prompt."""
-    steer = extra.get("steer") or (extra.get("contrastive") or {}).get("steer")
-    if steer is not None and max(steer["positions"]) >= prompt_len:
+    steer = plan.steering
+    if steer is not None and max(steer.positions) >= prompt_len:
         raise EngineError(f"steer positions must lie in the prompt (0..{prompt_len - 1})")

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
+from ...decoding.sampling_steps import (apply_frequency_presence_penalties, apply_logit_bias, apply_min_p,
+                                        apply_repetition_penalty, apply_top_k, apply_top_p)
 from ...sampling import SamplingSpec
 from ..base import TokenLogprob
 
-__all__ = [
-    "SamplingRow", "apply_logit_bias", "apply_penalties", "apply_min_p", "apply_top_k_top_p",
-    "process_logits", "sample", "sampling_logits", "token_logprobs",
-]
+__all__ = ["SamplingRow", "process_logits", "sample", "sampling_logits", "token_logprobs"]
 
 _SAMPLING_EPS = 1e-5
 
@@ -37,50 +36,6 @@ class SamplingRow:
         return self.spec.greedy or self.spec.temperature < _SAMPLING_EPS
 
 
-def apply_logit_bias(logits: torch.Tensor, bias: dict[int, float]) -> torch.Tensor:
-    """``logits`` [V] (in place)."""
-    ids = torch.tensor(list(bias.keys()), dtype=torch.long, device=logits.device)
-    logits.index_add_(0, ids, torch.tensor(list(bias.values()), dtype=logits.dtype, device=logits.device))
-    return logits
-
-
-def apply_penalties(logits: torch.Tensor, prompt_ids: list[int], output_ids: list[int],
-                    repetition: float, frequency: float, presence: float) -> torch.Tensor:
-    """``logits`` [V] (in place): divide positive / multiply negative logits of seen tokens by
-    ``repetition``; subtract ``frequency * count`` and ``presence * seen`` over output tokens."""
-    vocab = logits.shape[-1]
-    out = torch.tensor(output_ids, dtype=torch.long, device=logits.device)
-    counts = torch.bincount(out, minlength=vocab)[:vocab].to(logits.dtype)
-    if repetition != 1.0:
-        seen = counts > 0
-        seen[torch.tensor(prompt_ids, dtype=torch.long, device=logits.device)] = True
-        penalty = torch.where(seen, repetition, 1.0).to(logits.dtype)
-        logits.mul_(torch.where(logits > 0, 1.0 / penalty, penalty))
-    logits.sub_(frequency * counts)
-    logits.sub_(presence * (counts > 0).to(logits.dtype))
-    return logits
-
-
-def apply_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
-    probs = logits.softmax(dim=-1)
-    return logits.masked_fill_(probs < probs.amax(dim=-1, keepdim=True) * min_p, float("-inf"))
-
-
-def apply_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """``logits`` [V]; ``top_k`` 0 and ``top_p`` 1.0 disable each filter."""
-    vocab = logits.shape[-1]
-    if 0 < top_k < vocab:
-        kth = logits.topk(top_k).values[-1]
-        logits.masked_fill_(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, idx = logits.sort(descending=False)
-        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        drop = cum <= 1 - top_p
-        drop[-1] = False
-        logits[idx[drop]] = float("-inf")
-    return logits
-
-
 def process_logits(logits: torch.Tensor, rows: list[SamplingRow]) -> torch.Tensor:
     """Bias and penalties on a float32 copy of ``logits`` [B, V]: what greedy takes the argmax of."""
     logits = logits.float().clone()
@@ -88,9 +43,11 @@ def process_logits(logits: torch.Tensor, rows: list[SamplingRow]) -> torch.Tenso
         s = row.spec
         if s.logit_bias:
             apply_logit_bias(logits[i], s.logit_bias)
-        if s.repetition_penalty != 1.0 or s.frequency_penalty or s.presence_penalty:
-            apply_penalties(logits[i], row.prompt_token_ids, row.output_token_ids,
-                            s.repetition_penalty, s.frequency_penalty, s.presence_penalty)
+        if s.repetition_penalty != 1.0:
+            apply_repetition_penalty(logits[i], row.prompt_token_ids, row.output_token_ids, s.repetition_penalty)
+        if s.frequency_penalty or s.presence_penalty:
+            apply_frequency_presence_penalties(logits[i], row.output_token_ids, s.frequency_penalty,
+                                               s.presence_penalty)
     return logits
 
 
@@ -105,7 +62,8 @@ def sampling_logits(logits: torch.Tensor, rows: list[SamplingRow]) -> torch.Tens
         x = logits[i].div_(s.temperature)
         if s.min_p > 0.0:
             apply_min_p(x, s.min_p)
-        apply_top_k_top_p(x, s.top_k, s.top_p)
+        apply_top_k(x, s.top_k)
+        apply_top_p(x, s.top_p)
     return logits
 
 

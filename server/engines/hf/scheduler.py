@@ -38,7 +38,8 @@ class Sequence:
     slot: int | None = None
     num_cached_tokens: int = 0
     prompt_logprobs_done: bool = False
-    extra: dict = field(default_factory=dict)  # per-sequence engine state (e.g. a torch.Generator)
+    generator: object | None = None  # a torch.Generator for seeded sampling
+    pixel_values: object | None = None  # the prompt's images (a tensor), encoded at prefill (vision.py)
     negative: "Sequence | None" = None  # contrastive pair: the negative branch, run in lock-step with this one
     score_modifier: Callable | None = None  # attention steering (see attention.SequenceMeta)
 

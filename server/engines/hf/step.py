@@ -27,7 +27,7 @@ __all__ = ["run_step", "sparse_negative", "unit_scores"]
 def sparse_negative(unit: Sequence) -> bool:
     """Can this pair's negative branch be scored at the plausible tokens only (see ``sparse_head``)?
     Not when every token may be plausible (beta 0) or the scores meet a repetition penalty."""
-    return unit.sampling.extra["contrastive"]["beta"] > 0 and unit.sampling.repetition_penalty == 1.0
+    return unit.sampling.plan.contrastive.beta > 0 and unit.sampling.repetition_penalty == 1.0
 
 
 def unit_scores(step: StepLogits, seqs: list[Sequence], units: list[Sequence]) -> torch.Tensor:
@@ -39,9 +39,9 @@ def unit_scores(step: StepLogits, seqs: list[Sequence], units: list[Sequence]) -
     if not pairs:
         return scores
     scores = scores.float()
-    params = [units[k].sampling.extra["contrastive"] for k in pairs]
-    alpha = torch.tensor([p["alpha"] for p in params], dtype=torch.float32)
-    beta = torch.tensor([p["beta"] for p in params], dtype=torch.float32)
+    params = [units[k].sampling.plan.contrastive for k in pairs]
+    alpha = torch.tensor([p.alpha for p in params], dtype=torch.float32)
+    beta = torch.tensor([p.beta for p in params], dtype=torch.float32)
     negative = last[[row_of[id(units[k].negative)] for k in pairs]].float()
     for j, k in enumerate(pairs):
         row = row_of[id(units[k].negative)]
@@ -65,7 +65,7 @@ def run_step(runner: ModelRunner, scheduler: Scheduler, batch: ScheduledBatch,
     step = runner.run(seqs, want_prompt, sparse)
     scores = unit_scores(step, seqs, units)
     rows = [
-        SamplingRow(u.sampling, u.token_ids[:u.num_prompt_tokens], u.output_token_ids, u.extra.get("generator"))
+        SamplingRow(u.sampling, u.token_ids[:u.num_prompt_tokens], u.output_token_ids, u.generator)
         for u in units
     ]
     tokens = sample(scores, rows)

@@ -1,6 +1,6 @@
 """Image features for LLaVA-style models: vision tower + projector, merged into the packed input.
 
-A prefill of a sequence with images (``Sequence.extra["pixel_values"]``) runs its images through
+A prefill of a sequence with images (``Sequence.pixel_values``) runs its images through
 the model's own ``get_image_features`` (all such sequences of the step in one vision batch) and
 writes the features over the embeddings of its prompt's image tokens, in order. Everything else,
 and every decode step, is text: the language model then runs on ``inputs_embeds`` exactly as it
@@ -38,13 +38,13 @@ class ImageMerger:
 
     def wanted(self, seqs: list[Sequence], metas: list[SequenceMeta]) -> list[int]:
         """Indices of the sequences whose images this step must encode (prefills from position 0)."""
-        return [i for i, (s, m) in enumerate(zip(seqs, metas)) if m.start == 0 and "pixel_values" in s.extra]
+        return [i for i, (s, m) in enumerate(zip(seqs, metas)) if m.start == 0 and s.pixel_values is not None]
 
     def embeds(self, input_ids: torch.Tensor, seqs: list[Sequence], metas: list[SequenceMeta],
                wanted: list[int]) -> torch.Tensor:
         """``input_ids`` [T] packed -> [T, hidden] input embeddings with the image features merged."""
         embeds = self.model.get_input_embeddings()(input_ids)
-        pixels = [seqs[i].extra["pixel_values"] for i in wanted]
+        pixels = [seqs[i].pixel_values for i in wanted]
         features = self.model.get_image_features(
             pixel_values=torch.cat(pixels).to(embeds.device, self.dtype), **self.feature_kwargs).pooler_output
         features = list(features)

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 
 from ...decoding.contrastive import contrastive_scores
+from ...decoding.sampling_steps import apply_logit_bias, apply_repetition_penalty
+from ...plans import ContrastivePlan
 
 __all__ = ["PAIR_KEY", "POSITIVE", "NEGATIVE", "ContrastivePairProcessor", "pair_args"]
 
@@ -34,11 +36,11 @@ POSITIVE, NEGATIVE = 0, 1
 _ROLE_NAMES = ("positive", "negative")
 
 
-def pair_args(pair_id: str, role: int, contrastive: dict[str, Any], logit_bias: dict[int, float] | None,
+def pair_args(pair_id: str, role: int, contrastive: ContrastivePlan, logit_bias: dict[int, float] | None,
               repetition_penalty: float) -> dict[str, Any]:
     """The ``extra_args`` entry that marks a request as one branch of a contrastive pair."""
-    return {PAIR_KEY: {"pair": pair_id, "role": role, "alpha": float(contrastive["alpha"]),
-                       "beta": float(contrastive["beta"]),
+    return {PAIR_KEY: {"pair": pair_id, "role": role, "alpha": float(contrastive.alpha),
+                       "beta": float(contrastive.beta),
                        "logit_bias": {int(k): float(v) for k, v in (logit_bias or {}).items()},
                        "repetition_penalty": float(repetition_penalty)}}
 
@@ -63,14 +65,9 @@ def _aligned(pos: _Row, neg: _Row) -> bool:
 def _apply_bias_and_repetition(scores: torch.Tensor, row: _Row) -> None:
     """In place on one row of scores, with vLLM's semantics (``vllm/v1/sample/ops/penalties.py``)."""
     if row.logit_bias:
-        ids = torch.tensor(list(row.logit_bias), dtype=torch.long, device=scores.device)
-        scores.index_add_(0, ids, torch.tensor(list(row.logit_bias.values()), dtype=scores.dtype,
-                                               device=scores.device))
+        apply_logit_bias(scores, row.logit_bias)
     if row.repetition_penalty != 1.0:
-        seen = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
-        seen[torch.tensor(row.prompt_ids + row.output_ids, dtype=torch.long, device=scores.device)] = True
-        penalty = torch.where(seen, row.repetition_penalty, 1.0).to(scores.dtype)
-        scores.mul_(torch.where(scores > 0, 1.0 / penalty, penalty))
+        apply_repetition_penalty(scores, row.prompt_ids, row.output_ids, row.repetition_penalty)
 
 
 try:

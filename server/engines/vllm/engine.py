@@ -10,7 +10,7 @@ Contrastive ICD runs as a pair of vLLM requests tied together by ``ContrastivePa
 branch reaches the client, and only tokens the negative branch produced identically: anything
 else means the pair split, and the request fails with ``ContrastivePairSplit``.
 
-LLaVA-style models also take images (``images``: Braid's preprocessed pixels) and run VCD:
+LLaVA-style models also take images (``plan.images``: Braid's preprocessed pixels) and run VCD:
 a pair over the same prompt whose negative branch gets the images noised by forward diffusion
 (``decoding.visual_noise``, seeded by the request's seed, as on the transformers engine).
 """
@@ -22,8 +22,9 @@ import os
 from typing import Any, AsyncIterator
 
 from ...decoding.visual_noise import noise_image
+from ...plans import Capability, ContrastiveMethod, ContrastivePlan
 from ...sampling import SamplingSpec
-from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, TokenLogprob, require_vcd_images
+from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, TokenLogprob
 from .admission import SequenceSlots, TogetherAdmitter
 from .contrastive import ContrastivePairProcessor
 from .images import engine_input, image_token_id, supports_images
@@ -37,6 +38,11 @@ log = logging.getLogger(__name__)
 DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
 MAX_LOGPROBS = 20
 PAIR_ATTEMPTS = 3
+
+
+def _pixel_values(request: EngineRequest):
+    images = request.sampling.plan.images
+    return images.pixel_values if images is not None else None
 
 
 def _on_gpu() -> bool:
@@ -58,7 +64,7 @@ def _to_logprobs(entries: list[dict[int, Any]] | None, chosen: list[int]) -> lis
 
 
 class VLLMEngine(Engine):
-    capabilities = frozenset({"contrastive", "contrastive.icd"})
+    capabilities = frozenset({Capability.ICD})
 
     def __init__(self, name: str, model_path: str, *, max_model_len: int | None = None, dtype: str = "auto",
                  max_num_seqs: int = 32, **engine_options: Any) -> None:
@@ -110,9 +116,9 @@ class VLLMEngine(Engine):
             log.warning("%s: no contrastive decoding on this vLLM engine (it needs the V1 model runner, "
                         "VLLM_USE_V2_MODEL_RUNNER=0, and no speculative decoding)", self.name)
         images = supports_images(config.model_config.hf_config)
-        capabilities = {"contrastive", "contrastive.icd"} if pairs else set()
+        capabilities = {Capability.ICD} if pairs else set()
         if images:
-            capabilities |= {"images", "contrastive.vcd"} if pairs else {"images"}
+            capabilities |= {Capability.IMAGES, Capability.VCD} if pairs else {Capability.IMAGES}
         self.capabilities = frozenset(capabilities)
         self._engine = AsyncLLM.from_vllm_config(config, disable_log_stats=True)
         self.max_model_len = self._engine.model_config.max_model_len
@@ -134,34 +140,22 @@ class VLLMEngine(Engine):
         return EngineStats(running=running, waiting=len(self._in_flight) - running)
 
     def validate(self, spec: SamplingSpec) -> None:
-        supported = {cap.split(".")[0] for cap in self.capabilities}
-        unknown = sorted(set(spec.extra) - supported)
-        if unknown:
-            raise EngineError(
-                f"the vllm engine of model {self.name!r} does not support {unknown}; "
-                "serve the model with engine 'transformers' for these decoding methods"
-            )
+        super().validate(spec)
         for name, value in (("logprobs", spec.logprobs), ("prompt_logprobs", spec.prompt_logprobs)):
             if value is not None and value > MAX_LOGPROBS:
                 raise EngineError(f"{name} must be at most {MAX_LOGPROBS}, got {value}")
-        if "contrastive" in spec.extra:
-            self._validate_contrastive(spec, spec.extra["contrastive"])
+        if spec.plan.contrastive is not None:
+            self._validate_contrastive(spec, spec.plan.contrastive)
 
-    def _validate_contrastive(self, spec: SamplingSpec, contrastive: dict[str, Any]) -> None:
+    def _validate_contrastive(self, spec: SamplingSpec, contrastive: ContrastivePlan) -> None:
         where = f"the vllm engine of model {self.name!r}"
-        method = contrastive["method"]
-        if f"contrastive.{method}" not in self.capabilities:
-            runs = sorted(c.split(".", 1)[1] for c in self.capabilities if c.startswith("contrastive."))
-            raise EngineError(f"{where} runs contrastive methods {runs} only, not {method!r}; "
-                              "serve the model with engine 'transformers' for it")
-        require_vcd_images(spec.extra)
         if spec.logprobs is not None or spec.prompt_logprobs is not None:
             raise EngineError(f"{where} cannot return logprobs of the contrastive distribution (vLLM reports "
                               "the raw model's); drop logprobs, or serve the model with engine 'transformers'")
         if self._max_num_seqs < 2:
             raise EngineError(f"contrastive decoding runs two sequences per request; model {self.name!r} "
                               "is served with max_num_seqs 1 (set it to 2 or more)")
-        ids = contrastive["negative_prompt_ids"]
+        ids = contrastive.negative_prompt_ids
         vocab = len(self.tokenizer) if self.tokenizer is not None else None
         if not ids or (vocab is not None and any(not 0 <= t < vocab for t in ids)):
             raise EngineError(f"the negative prompt must be non-empty token ids in [0, {vocab})")
@@ -205,7 +199,7 @@ class VLLMEngine(Engine):
         if self._engine is None:
             raise RuntimeError("engine not started")
         self.validate(request.sampling)
-        slots = 2 if "contrastive" in request.sampling.extra else 1
+        slots = 2 if request.sampling.plan.contrastive is not None else 1
         self._in_flight[request.request_id] = False
         try:
             await self._slots.acquire(slots)
@@ -226,7 +220,7 @@ class VLLMEngine(Engine):
     async def _generate_one(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
         params = self._sampling_params(request.sampling)
         first = True
-        prompt = await self._input(request.prompt_token_ids, request.sampling.extra.get("images"))
+        prompt = await self._input(request.prompt_token_ids, _pixel_values(request))
         stream = self._engine.generate(prompt, params, request.request_id)
         async with contextlib.aclosing(stream):
             async for out in stream:
@@ -266,12 +260,12 @@ class VLLMEngine(Engine):
     async def _run_pair(self, request: EngineRequest, pair_id: str, seed: int) -> AsyncIterator[EngineOutput]:
         positive, negative = (self._sampling_params(request.sampling, **o)
                               for o in branch_overrides(request, pair_id, seed))
-        contrastive, images = request.sampling.extra["contrastive"], request.sampling.extra.get("images")
-        negative_images = (noise_image(images, contrastive["noise_step"], request.sampling.seed)
-                           if contrastive["method"] == "vcd" else images)
+        contrastive, images = request.sampling.plan.contrastive, _pixel_values(request)
+        negative_images = (noise_image(images, contrastive.noise_step, request.sampling.seed)
+                           if contrastive.method is ContrastiveMethod.VCD else images)
         queues = await self._admitter.admit([
             (f"{pair_id}+", await self._input(request.prompt_token_ids, images), positive),
-            (f"{pair_id}-", await self._input(contrastive["negative_prompt_ids"], negative_images), negative),
+            (f"{pair_id}-", await self._input(contrastive.negative_prompt_ids, negative_images), negative),
         ])
         try:
             async with contextlib.aclosing(verified_positive_stream(request, *queues)) as outputs:

@@ -1,7 +1,7 @@
 """Prompts with images on vLLM (LLaVA-style models): Braid's preprocessed pixels, not vLLM's.
 
 Braid's serving layer has already run the model's processor: the prompt's image tokens are
-expanded (``N`` per image) and ``SamplingSpec.extra["images"]`` holds the ``pixel_values``
+expanded (``N`` per image) and ``SamplingSpec.plan.images`` holds the ``pixel_values``
 [num_images, C, H, W]. vLLM expands each image placeholder itself and preprocesses images itself,
 so an image request goes in as
 

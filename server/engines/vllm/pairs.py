@@ -33,7 +33,7 @@ def branch_overrides(request: EngineRequest, pair_id: str, seed: int) -> list[di
     and repetition penalty move into the processor, which applies them to the combined scores."""
     spec = request.sampling
     return [dict(seed=seed, logit_bias=None, repetition_penalty=1.0,
-                 extra_args=pair_args(pair_id, role, spec.extra["contrastive"], spec.logit_bias,
+                 extra_args=pair_args(pair_id, role, spec.plan.contrastive, spec.logit_bias,
                                       spec.repetition_penalty))
             for role in (POSITIVE, NEGATIVE)]
 

@@ -10,6 +10,7 @@ import pytest_asyncio
 from braid.server.engines.base import EngineError, EngineRequest
 from braid.server.engines.hf import HFEngine
 from braid.server.engines.hf.methods import NEGATIVE_SUFFIX
+from braid.server.plans import ContrastiveMethod, ContrastivePlan, DecodingPlan, SteeringPlan
 from braid.server.sampling import SamplingSpec
 from contrastive_reference import (run, Suppress, UpSteer, contrastive_greedy, load_reference_model, one_thread,
                                   steered_greedy)
@@ -26,12 +27,12 @@ STEPS = 14
 
 
 def icd(negative, alpha=1.0, beta=0.1):
-    return {"contrastive": {"method": "icd", "alpha": alpha, "beta": beta, "negative_prompt_ids": negative}}
+    return DecodingPlan(contrastive=ContrastivePlan(ContrastiveMethod.ICD, alpha, beta, negative))
 
 
 def steer_cfg(positions, heads="all", strength=0.625):
-    return {"positions": positions, "heads": heads, "auto_heads": 32, "strength": strength,
-            "negative_strength": 1.0, "negative_fraction": 0.1}
+    return SteeringPlan(positions, heads, auto_heads=32, strength=strength, negative_strength=1.0,
+                        negative_fraction=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +72,8 @@ async def test_pairs_step_together_and_match_reference_under_preemption(engine, 
                                                                   run_model(seqs, *a))[1])
     monkeypatch.setattr(engine.scheduler, "preempt", lambda unit: (preempted.append(unit.request_id),
                                                                   preempt(unit))[1])
-    jobs = [run(engine, f"pair-{i}", pos, max_tokens=STEPS, temperature=0.0, logprobs=4, ignore_eos=True,
-                extra=icd(neg)) for i, (pos, neg) in enumerate(PAIRS)]
+    jobs = [run(engine, f"pair-{i}", pos, max_tokens=STEPS, temperature=0.0, logprobs=4,
+                plan=icd(neg)) for i, (pos, neg) in enumerate(PAIRS)]
     jobs += [run(engine, f"plain-{i}", p, max_tokens=STEPS, temperature=0.0, logprobs=2) for i, p in enumerate(PLAIN)]
     results = await asyncio.gather(*jobs)
     assert preempted, "the KV budget should have forced a preemption"
@@ -95,7 +96,7 @@ async def test_pairs_step_together_and_match_reference_under_preemption(engine, 
 async def test_alpha_zero_is_plain_decoding(engine, ref_model):
     pos, neg = PAIRS[1]
     (outs, tokens), (plain_outs, plain) = await asyncio.gather(
-        run(engine, "alpha0", pos, max_tokens=STEPS, temperature=0.0, logprobs=3, extra=icd(neg, 0.0, 0.0)),
+        run(engine, "alpha0", pos, max_tokens=STEPS, temperature=0.0, logprobs=3, plan=icd(neg, 0.0, 0.0)),
         run(engine, "alpha0-plain", pos, max_tokens=STEPS, temperature=0.0, logprobs=3))
     assert tokens == plain
     for a, b in zip(outs, plain_outs):
@@ -104,7 +105,7 @@ async def test_alpha_zero_is_plain_decoding(engine, ref_model):
 
 async def test_sampled_pairs_are_reproducible_with_a_seed(engine):
     pos, neg = PAIRS[0]
-    spec = dict(max_tokens=STEPS, temperature=1.0, top_p=0.9, seed=7, logprobs=20, extra=icd(neg, 1.0, 0.4))
+    spec = dict(max_tokens=STEPS, temperature=1.0, top_p=0.9, seed=7, logprobs=20, plan=icd(neg, 1.0, 0.4))
     (outs_a, a), (_, b), (_, c) = await asyncio.gather(run(engine, "s1", pos, **spec), run(engine, "s2", pos, **spec),
                                                        run(engine, "s3", pos, **{**spec, "seed": 8}))
     assert a == b and a != c
@@ -116,11 +117,11 @@ async def test_sampled_pairs_are_reproducible_with_a_seed(engine):
 async def test_steering_matches_reference_and_strength_zero_is_plain(engine, ref_model):
     prompt = PAIRS[1][0]
     heads = [(0, 1), (1, 0)]
-    extra = {"steer": steer_cfg([2, 3, 4, 5], [list(h) for h in heads], 3.0)}
+    plan = DecodingPlan(steer=steer_cfg([2, 3, 4, 5], [list(h) for h in heads], 3.0))
     (outs, tokens), (zero_outs, zero), (_, plain) = await asyncio.gather(
-        run(engine, "steer", prompt, max_tokens=STEPS, temperature=0.0, logprobs=3, extra=extra),
+        run(engine, "steer", prompt, max_tokens=STEPS, temperature=0.0, logprobs=3, plan=plan),
         run(engine, "steer0", prompt, max_tokens=STEPS, temperature=0.0, logprobs=3,
-            extra={"steer": steer_cfg([2, 3, 4, 5], "all", 0.0)}),
+            plan=DecodingPlan(steer=steer_cfg([2, 3, 4, 5], "all", 0.0))),
         run(engine, "steer-plain", prompt, max_tokens=STEPS, temperature=0.0))
     want, dists = steered_greedy(ref_model, prompt, STEPS, None, UpSteer([2, 3, 4, 5], set(heads), 3.0))
     assert_matches(outs, tokens, want, dists)
@@ -133,9 +134,9 @@ async def test_steering_matches_reference_and_strength_zero_is_plain(engine, ref
 async def test_ascd_matches_reference(engine, ref_model):
     prompt = PAIRS[1][0]
     positions = [1, 2, 3, 4, 5, 6]
-    extra = {"contrastive": {"method": "ascd", "alpha": 1.0, "beta": 0.1, "negative_prompt_ids": prompt,
-                             "steer": steer_cfg(positions, [[0, 0], [1, 1]])}}
-    outs, tokens = await run(engine, "ascd", prompt, max_tokens=STEPS, temperature=0.0, logprobs=3, extra=extra)
+    plan = DecodingPlan(contrastive=ContrastivePlan(ContrastiveMethod.ASCD, 1.0, 0.1, prompt,
+                                                    steer=steer_cfg(positions, [[0, 0], [1, 1]])))
+    outs, tokens = await run(engine, "ascd", prompt, max_tokens=STEPS, temperature=0.0, logprobs=3, plan=plan)
     want, dists = contrastive_greedy(ref_model, prompt, prompt, STEPS, None,
                                      pos_how=UpSteer(positions, {(0, 0), (1, 1)}, 0.625),
                                      neg_how=Suppress(positions, 1.0, 0.1))
@@ -148,7 +149,7 @@ async def test_ascd_matches_reference(engine, ref_model):
 
 async def test_aborting_a_pair_frees_both_slots(engine):
     pos, neg = PAIRS[0]
-    spec = SamplingSpec(max_tokens=300, temperature=0.0, ignore_eos=True, extra=icd(neg))
+    spec = SamplingSpec(max_tokens=300, temperature=0.0, plan=icd(neg))
     outputs = engine.generate(EngineRequest("abandoned", pos, spec))
     assert (await outputs.__anext__()).token_ids
     assert len(engine.scheduler.running[0].branches) == 2
@@ -160,18 +161,17 @@ async def test_aborting_a_pair_frees_both_slots(engine):
     assert not engine.scheduler.running and sorted(engine.scheduler._free_slots) == list(range(6))
 
 
-@pytest.mark.parametrize("extra,message", [
-    (icd([5], 1.0, 0.1) | {"steer": steer_cfg([0], [[2, 0]])}, "do not exist"),
-    ({"contrastive": {"method": "vcd", "alpha": 1.0, "beta": 0.1, "negative_prompt_ids": [5]}}, "'vcd'"),
+@pytest.mark.parametrize("plan,message", [
+    (DecodingPlan(icd([5], 1.0, 0.1).contrastive, steer=steer_cfg([0], [[2, 0]])), "do not exist"),
+    (DecodingPlan(contrastive=ContrastivePlan(ContrastiveMethod.VCD, 1.0, 0.1, [5])), "'vcd'"),
     (icd([]), "non-empty"),
-    ({"dola": {}}, "does not support"),
 ])
-async def test_invalid_method_specs_are_engine_errors(engine, extra, message):
+async def test_invalid_method_specs_are_engine_errors(engine, plan, message):
     with pytest.raises(EngineError, match=message):
-        engine.validate(SamplingSpec(max_tokens=2, extra=extra))
+        engine.validate(SamplingSpec(max_tokens=2, plan=plan))
 
 
 async def test_contrastive_needs_two_slots(tiny_llama_dir):
     lone = HFEngine("lone", str(tiny_llama_dir), max_num_seqs=1)
     with pytest.raises(EngineError, match="max_num_seqs"):
-        lone.validate(SamplingSpec(max_tokens=2, extra=icd([5])))
+        lone.validate(SamplingSpec(max_tokens=2, plan=icd([5])))

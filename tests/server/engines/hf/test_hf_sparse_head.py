@@ -10,6 +10,7 @@ from braid.server.engines.hf.model_runner import StepLogits
 from braid.server.engines.hf.scheduler import Sequence
 from braid.server.engines.hf.sparse_head import SparseHead
 from braid.server.engines.hf.step import sparse_negative, unit_scores
+from braid.server.plans import ContrastiveMethod, ContrastivePlan, DecodingPlan
 from braid.server.sampling import SamplingSpec
 
 
@@ -24,7 +25,7 @@ class _Model(nn.Module):
 
 def _pair(beta: float, repetition_penalty: float = 1.0, alpha: float = 1.0) -> Sequence:
     spec = SamplingSpec(max_tokens=4, repetition_penalty=repetition_penalty,
-                        extra={"contrastive": {"method": "icd", "alpha": alpha, "beta": beta}})
+                        plan=DecodingPlan(contrastive=ContrastivePlan(ContrastiveMethod.ICD, alpha, beta)))
     unit = Sequence("r", [1, 2], 2, spec)
     unit.negative = Sequence("r#negative", [3, 2], 2, spec)
     return unit

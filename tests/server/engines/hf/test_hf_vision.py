@@ -10,6 +10,7 @@ import torch
 from braid.server.decoding.visual_noise import noise_image
 from braid.server.engines.base import EngineError
 from braid.server.engines.hf import HFEngine
+from braid.server.plans import Capability, ContrastiveMethod, ContrastivePlan, DecodingPlan, ImageInputs
 from braid.server.sampling import SamplingSpec
 from contrastive_reference import one_thread, run
 from vision_reference import encode, pair_greedy, picture, plain_greedy
@@ -44,8 +45,8 @@ async def engine(tiny_llava_dir):
 
 
 def vcd(pixels, step, alpha=1.0, beta=0.1, prompt=None):
-    return {"images": pixels, "contrastive": {"method": "vcd", "alpha": alpha, "beta": beta,
-                                              "negative_prompt_ids": prompt, "noise_step": step}}
+    return DecodingPlan(images=ImageInputs(pixels), contrastive=ContrastivePlan(
+        ContrastiveMethod.VCD, alpha, beta, negative_prompt_ids=prompt, noise_step=step))
 
 
 async def test_vcd_icd_and_plain_image_requests_batch_and_survive_preemption(engine, ref, monkeypatch):
@@ -59,13 +60,13 @@ async def test_vcd_icd_and_plain_image_requests_batch_and_survive_preemption(eng
     two, pix_two = encode(processor, [picture(2), picture(3)], "Compare them.")
     neg_a, _ = encode(processor, [picture(0)], "Describe this.", system="Be confused.")
     text = processor.tokenizer.encode("One, two, three")
-    greedy = dict(max_tokens=STEPS, temperature=0.0, logprobs=3, ignore_eos=True)
+    greedy = dict(max_tokens=STEPS, temperature=0.0, logprobs=3)
     results = await asyncio.gather(
-        run(engine, "vcd-a", a, **greedy, seed=11, extra=vcd(pix_a, 500, prompt=a)),
-        run(engine, "vcd-b", b, **greedy, extra=vcd(pix_b, 200, alpha=0.5, beta=0.2, prompt=b)),
-        run(engine, "icd-a", a, **greedy, extra={"images": pix_a, "contrastive": {
-            "method": "icd", "alpha": 1.0, "beta": 0.1, "negative_prompt_ids": neg_a}}),
-        run(engine, "two-images", two, **greedy, extra={"images": pix_two}),
+        run(engine, "vcd-a", a, **greedy, seed=11, plan=vcd(pix_a, 500, prompt=a)),
+        run(engine, "vcd-b", b, **greedy, plan=vcd(pix_b, 200, alpha=0.5, beta=0.2, prompt=b)),
+        run(engine, "icd-a", a, **greedy, plan=DecodingPlan(images=ImageInputs(pix_a), contrastive=ContrastivePlan(
+            ContrastiveMethod.ICD, 1.0, 0.1, negative_prompt_ids=neg_a))),
+        run(engine, "two-images", two, **greedy, plan=DecodingPlan(images=ImageInputs(pix_two))),
         run(engine, "text", text, **greedy),
     )
     assert preempted, "the KV budget should force preemption (and recomputation of image prefills)"
@@ -90,9 +91,9 @@ async def test_images_and_vcd_are_validated(engine, tiny_llama_dir, ref):
     _, processor = ref
     ids, pix = encode(processor, [picture(0)], "Hi")
     with pytest.raises(EngineError, match="no images"):
-        await run(engine, "vcd-no-image", ids, max_tokens=2, extra={"contrastive": {
-            "method": "vcd", "alpha": 1.0, "beta": 0.1, "negative_prompt_ids": ids, "noise_step": 500}})
+        await run(engine, "vcd-no-image", ids, max_tokens=2, plan=DecodingPlan(contrastive=ContrastivePlan(
+            ContrastiveMethod.VCD, 1.0, 0.1, negative_prompt_ids=ids, noise_step=500)))
     text_engine = HFEngine("text", str(tiny_llama_dir), dtype="float32")
-    assert "images" not in text_engine.capabilities and "contrastive.vcd" not in text_engine.capabilities
+    assert Capability.IMAGES not in text_engine.capabilities and Capability.VCD not in text_engine.capabilities
     with pytest.raises(EngineError, match="does not accept image inputs"):
-        text_engine.validate(SamplingSpec(max_tokens=2, extra={"images": pix}))
+        text_engine.validate(SamplingSpec(max_tokens=2, plan=DecodingPlan(images=ImageInputs(pix))))

@@ -11,6 +11,7 @@ import torch
 
 from braid.server.engines.base import EngineError, EngineRequest
 from braid.server.engines.vllm.engine import ContrastivePairSplit, VLLMEngine
+from braid.server.plans import Capability, ContrastiveMethod, ContrastivePlan, DecodingPlan, SteeringPlan
 from braid.server.sampling import SamplingSpec
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -57,8 +58,8 @@ def greedy_reference(model, prompt, steps):
 
 
 def icd(max_tokens, negative, alpha=1.0, beta=0.1, **sampling):
-    extra = {"contrastive": {"method": "icd", "alpha": alpha, "beta": beta, "negative_prompt_ids": list(negative)}}
-    return SamplingSpec(max_tokens=max_tokens, extra=extra, **{"temperature": 0.0, **sampling})
+    plan = DecodingPlan(contrastive=ContrastivePlan(ContrastiveMethod.ICD, alpha, beta, list(negative)))
+    return SamplingSpec(max_tokens=max_tokens, plan=plan, **{"temperature": 0.0, **sampling})
 
 
 async def run(engine, request_id, prompt, spec):
@@ -141,7 +142,7 @@ async def test_lock_step_concurrent_icd_and_plain(engine, reference):
 
 
 async def test_closing_the_stream_aborts_both_branches(engine):
-    stream = engine.generate(EngineRequest("leave", PROMPTS[0], icd(400, NEGATIVES[0], ignore_eos=True)))
+    stream = engine.generate(EngineRequest("leave", PROMPTS[0], icd(400, NEGATIVES[0])))
     await stream.__anext__()
     await stream.aclose()
     assert engine._engine.output_processor.get_num_unfinished_requests() == 0
@@ -174,23 +175,23 @@ async def test_split_pair_fails_loudly(engine, reference, monkeypatch):
 
     monkeypatch.setattr(engine._admitter, "admit", admit_apart)
     with pytest.raises(ContrastivePairSplit, match="stopped stepping together after 0 tokens"):
-        await asyncio.wait_for(run(engine, "split", PROMPTS[1], icd(50, NEGATIVES[1], ignore_eos=True)), 60)
+        await asyncio.wait_for(run(engine, "split", PROMPTS[1], icd(50, NEGATIVES[1])), 60)
     monkeypatch.undo()
     assert vllm.output_processor.get_num_unfinished_requests() == 0 and engine._slots.used == 0
     _, tokens = await run(engine, "after-split", PROMPTS[1], icd(5, NEGATIVES[1]))
     assert tokens == icd_reference(model, PROMPTS[1], NEGATIVES[1], 5)
 
 
-@pytest.mark.parametrize("extra, logprobs, message", [
-    ({"steer": {"positions": [0], "heads": "auto", "strength": 1.0}}, None, "engine 'transformers'"),
-    ({"contrastive": {"method": "ascd", "alpha": 1.0, "beta": 0.1, "negative_prompt_ids": [1]}}, None,
-     "engine 'transformers'"),
-    ({"contrastive": {"method": "icd", "alpha": 1.0, "beta": 0.1, "negative_prompt_ids": [1]}}, 0, "logprobs"),
-    ({"contrastive": {"method": "icd", "alpha": 1.0, "beta": 0.1, "negative_prompt_ids": [1] * 600}}, None,
+@pytest.mark.parametrize("plan, logprobs, message", [
+    (DecodingPlan(steer=SteeringPlan([0], "auto", strength=1.0)), None, "engine 'transformers'"),
+    (DecodingPlan(contrastive=ContrastivePlan(ContrastiveMethod.ASCD, 1.0, 0.1, [1], steer=SteeringPlan([0]))),
+     None, "engine 'transformers'"),
+    (DecodingPlan(contrastive=ContrastivePlan(ContrastiveMethod.ICD, 1.0, 0.1, [1])), 0, "logprobs"),
+    (DecodingPlan(contrastive=ContrastivePlan(ContrastiveMethod.ICD, 1.0, 0.1, [1] * 600)), None,
      "maximum context length"),
 ])
-async def test_what_the_vllm_engine_refuses(engine, extra, logprobs, message):
-    assert "contrastive.icd" in engine.capabilities and "steer" not in engine.capabilities
-    assert not {"contrastive.ascd", "contrastive.vcd"} & engine.capabilities
+async def test_what_the_vllm_engine_refuses(engine, plan, logprobs, message):
+    assert Capability.ICD in engine.capabilities and Capability.STEER not in engine.capabilities
+    assert not {Capability.ASCD, Capability.VCD} & engine.capabilities
     with pytest.raises(EngineError, match=message):
-        engine.validate(SamplingSpec(max_tokens=4, logprobs=logprobs, extra=extra))
+        engine.validate(SamplingSpec(max_tokens=4, logprobs=logprobs, plan=plan))

@@ -9,12 +9,13 @@ from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
 
 from braid.server.engines.vllm.contrastive import NEGATIVE, POSITIVE, ContrastivePairProcessor, pair_args
+from braid.server.plans import ContrastiveMethod, ContrastivePlan
 
 POS_PROMPT, NEG_PROMPT, PLAIN_PROMPT = [5, 17, 42], [9, 8, 7, 6], [300, 7]
 
 
 def branch(pair, role, alpha=1.0, beta=0.1, bias=None, repetition=1.0):
-    contrastive = {"alpha": alpha, "beta": beta}
+    contrastive = ContrastivePlan(ContrastiveMethod.ICD, alpha, beta)
     return SamplingParams(seed=3, extra_args=pair_args(pair, role, contrastive, bias, repetition))
 
 
