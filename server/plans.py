@@ -9,8 +9,8 @@ Engines declare what they run as a frozenset of `Capability` and answer ``Engine
 with a `Refusal` or None; `capability_refusal` is the one rule for a method an engine lacks.
 
 A new method joins with the same shape: a frozen plan type, a `DecodingPlan` field, a `Capability`
-and a line in `DecodingPlan.required_capabilities` (next: ``structured: StructuredOutputPlan |
-None`` from ``braid.server.decoding.structured``).
+and a line in `DecodingPlan.required_capabilities` (``structured``: a grammar constraint,
+`StructuredOutputPlan` from ``braid.server.decoding.structured``).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Union
 
 from .decoding.contrastive import DEFAULT_ALPHA, DEFAULT_BETA
+from .decoding.structured import StructuredOutputPlan
 from .decoding.steering import (DEFAULT_AUTO_HEADS, DEFAULT_NEGATIVE_FRACTION, DEFAULT_NEGATIVE_STRENGTH,
                                 DEFAULT_STRENGTH)
 from .decoding.visual_noise import DEFAULT_NOISE_STEP
@@ -35,6 +36,7 @@ class Capability(enum.Enum):
     VCD = "vcd"
     ASCD = "ascd"
     IMAGES = "images"
+    STRUCTURED = "structured_outputs"
 
     @property
     def block(self) -> str:
@@ -123,6 +125,7 @@ class DecodingPlan:
     contrastive: ContrastivePlan | None = None
     steer: SteeringPlan | None = None  # standalone steering of the sequence (ascd's is contrastive.steer)
     images: ImageInputs | None = None
+    structured: StructuredOutputPlan | None = None  # the output is constrained to this grammar
 
     def required_capabilities(self) -> frozenset[Capability]:
         """What an engine must run for this plan (ascd steers attention: it needs ``STEER`` too)."""
@@ -135,6 +138,8 @@ class DecodingPlan:
             needed.add(Capability.STEER)
         if self.images is not None:
             needed.add(Capability.IMAGES)
+        if self.structured is not None:
+            needed.add(Capability.STRUCTURED)
         return frozenset(needed)
 
     @property
@@ -154,6 +159,10 @@ def capability_refusal(model: str, needed: Iterable[Capability],
     needed = frozenset(needed)
     if Capability.IMAGES in needed and Capability.IMAGES not in capabilities:
         return Refusal(f"model {model!r} is not a vision-language model: it does not accept image inputs")
+    if Capability.STRUCTURED in needed and Capability.STRUCTURED not in capabilities:
+        return Refusal(f"model {model!r} cannot constrain its output to a grammar (response_format, "
+                       "structured_outputs, tool calls): byte-level models take no constraints; serve a "
+                       "token-level model", "response_format")
     missing = sorted({c.block for c in needed} - {c.block for c in capabilities})
     if missing:
         return Refusal(f"model {model!r} runs on an engine that cannot do {missing}; "

@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..decoding.structured import StructuredOutputPlan
 from ..plans import Capability, ContrastiveMethod, DecodingPlan, ImageInputs, capability_refusal
 from .protocol_methods import DEFAULT_DISTURBANCE, ContrastiveParams, SteerParams, _bad_request
+from .protocol_tools import (ChatCompletionTool, DeltaToolCall, ResponseFormat, StructuredOutputsRequest, ToolCallItem,
+                             ToolChoice)
 
 if TYPE_CHECKING:
     from ..prompts.method_prompts import MethodPrompt
@@ -82,6 +85,12 @@ class _SamplingFields(BaseModel):
     contrastive: ContrastiveParams | None = Field(None, description="Contrastive decoding (ICD, ASCD, VCD).")
     steer: SteerParams | None = Field(None, description="Attention steering toward prompt spans (chat with "
                                                         "images: toward the image tokens).")
+    response_format: ResponseFormat | None = Field(
+        None, description="text, json_object or json_schema: the output is constrained to it (on completions "
+                          "a Braid extension).")
+    structured_outputs: StructuredOutputsRequest | None = Field(
+        None, description="vLLM's extension: exactly one of json, regex, choice, grammar, json_object, "
+                          "structural_tag.")
 
     @field_validator("logit_bias")
     @classmethod
@@ -112,16 +121,19 @@ class _SamplingFields(BaseModel):
             asked.add(Capability.STEER)
         return frozenset(asked)
 
-    def to_decoding_plan(self, prompt: MethodPrompt, capabilities: frozenset[Capability]) -> DecodingPlan:
-        """The decoding plan of ``prompt`` on an engine that runs ``capabilities``. A method the engine
-        lacks is the first 400, before the blocks meet the prompt."""
-        refusal = capability_refusal(self.model, self.asked_capabilities(), capabilities)
+    def to_decoding_plan(self, prompt: MethodPrompt, capabilities: frozenset[Capability],
+                         structured: StructuredOutputPlan | None = None) -> DecodingPlan:
+        """The decoding plan of ``prompt`` on an engine that runs ``capabilities``; ``structured``: the
+        output constraint the serving layer derived (response_format, structured_outputs, tools). A
+        method the engine lacks is the first 400, before the blocks meet the prompt."""
+        asked = self.asked_capabilities() | ({Capability.STRUCTURED} if structured is not None else set())
+        refusal = capability_refusal(self.model, asked, capabilities)
         if refusal is not None:
             raise _bad_request(refusal.message, refusal.param)
         contrastive = self.contrastive.to_plan(prompt, self.steer) if self.contrastive is not None else None
         steer = self.steer.to_plan(prompt) if self.steer is not None and contrastive is None else None
         images = ImageInputs(prompt.pixel_values) if prompt.pixel_values is not None else None
-        return DecodingPlan(contrastive, steer, images)
+        return DecodingPlan(contrastive, steer, images, structured)
 
 
 class CompletionRequest(_SamplingFields):
@@ -173,6 +185,8 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallItem] | None = None  # assistant turns that called tools
+    tool_call_id: str | None = None  # tool turns: the call this is the result of
 
 
 class ChatCompletionRequest(_SamplingFields):
@@ -183,6 +197,14 @@ class ChatCompletionRequest(_SamplingFields):
     max_completion_tokens: int | None = Field(None, ge=1)
     add_generation_prompt: bool = True
     chat_template_kwargs: dict[str, Any] | None = None
+    tools: list[ChatCompletionTool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool = True
+
+    # --- Braid extension ---
+    tool_call_constraint: Literal["grammar", "none"] = Field(
+        "grammar", description="grammar: tool calls are constrained to the tools' schemas; none: tools are "
+                               "rendered and calls parsed, but not enforced (for comparisons).")
 
 
 class ChatTopLogprob(BaseModel):
@@ -199,16 +221,21 @@ class ChatLogprobs(BaseModel):
     content: list[ChatTokenLogprob] | None = None
 
 
+def _unset(value: Any) -> bool:
+    return value is None
+
+
 class _AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
+    tool_calls: list[ToolCallItem] | None = Field(None, exclude_if=_unset)
 
 
 class ChatChoice(BaseModel):
     index: int
     message: _AssistantMessage
     logprobs: ChatLogprobs | None = None
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: Literal["stop", "length", "tool_calls"] | None = None
 
 
 class ChatCompletionResponse(BaseModel):
@@ -223,13 +250,14 @@ class ChatCompletionResponse(BaseModel):
 class DeltaMessage(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[DeltaToolCall] | None = Field(None, exclude_if=_unset)
 
 
 class ChatChunkChoice(BaseModel):
     index: int
     delta: DeltaMessage
     logprobs: ChatLogprobs | None = None
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: Literal["stop", "length", "tool_calls"] | None = None
 
 
 class ChatCompletionChunk(BaseModel):

@@ -16,6 +16,7 @@ from .protocol import (ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCom
                        ChatCompletionResponse, ChatLogprobs, ChatTokenLogprob, ChatTopLogprob,
                        DeltaMessage, UsageInfo, random_id)
 from .serving_common import ServingBase, build_spec, check_context, token_text, usage_info
+from .serving_tools import ToolDeltas, ToolUse, finish_with_calls, reply_message, structured_plan, tool_prompt, tool_use
 from ..prompts.method_prompts import ChatPrompt
 from .sse import sse_events
 
@@ -44,9 +45,16 @@ class ChatServing(ServingBase):
         served = self.admit(request, request.n)
         engine = served.engine
         chat = None
+        tools = tool_use(request, served.config.tool_call_format)
         if has_images(request.messages) and Capability.IMAGES in engine.capabilities:
+            if tools is not None:
+                raise bad_request("tool calling with image inputs is not supported yet", "tools")
             prompt = VisionChatPrompt(engine.processor, request.messages, request.add_generation_prompt,
                                       request.chat_template_kwargs)
+        elif tools is not None:
+            rendered = tool_prompt(request, tools, engine.tokenizer)
+            prompt = ChatPrompt(engine.tokenizer, list(rendered.messages), request.add_generation_prompt,
+                                {**(request.chat_template_kwargs or {}), **rendered.template_kwargs})
         else:  # text (images on a text-only model are a 400 here)
             prompt = ChatPrompt(engine.tokenizer, conversation(request.messages), request.add_generation_prompt,
                                 request.chat_template_kwargs)
@@ -54,7 +62,7 @@ class ChatServing(ServingBase):
         prompt_ids = prompt.token_ids
         if request.top_logprobs is not None and not request.logprobs:
             raise bad_request("top_logprobs requires logprobs=true", "top_logprobs")
-        plan = request.to_decoding_plan(prompt, engine.capabilities)
+        plan = request.to_decoding_plan(prompt, engine.capabilities, _constraint(request, tools))
         negative_tokens = plan.branch_prompt_tokens
         max_tokens = check_context(engine, max(len(prompt_ids), negative_tokens),
                                    request.max_completion_tokens or request.max_tokens)
@@ -65,24 +73,28 @@ class ChatServing(ServingBase):
                                  request.stop, self.metrics, arrival, chat=chat)
                    for i in range(request.n)]
         events = merge(streams)
+        reads_calls = tools if tools is not None and tools.reads_calls else None
         if request.stream:
-            return sse_events(self._chunks(request, events, len(prompt_ids) + negative_tokens))
+            return sse_events(self._chunks(request, events, len(prompt_ids) + negative_tokens, reads_calls))
         results = await collect(events, request.n)
-        return self._response(request, results, len(prompt_ids) + negative_tokens)
+        return self._response(request, results, len(prompt_ids) + negative_tokens, reads_calls)
 
-    def _response(self, request, results: list[ChoiceResult], prompt_tokens: int) -> ChatCompletionResponse:
+    def _response(self, request, results: list[ChoiceResult], prompt_tokens: int,
+                  tools: ToolUse | None) -> ChatCompletionResponse:
         tokenizer = self.registry.get(request.model).engine.tokenizer
-        choices = [
-            ChatChoice(index=r.index, message={"content": r.text}, finish_reason=r.finish_reason,
-                       logprobs=_chat_logprobs(tokenizer, r.logprobs, r.token_ids) if request.logprobs else None)
-            for r in results
-        ]
+        choices = []
+        for r in results:
+            content, calls = reply_message(r.text, tools)
+            choices.append(ChatChoice(
+                index=r.index, message={"content": content, "tool_calls": calls},
+                finish_reason=finish_with_calls(r.finish_reason, bool(calls)),
+                logprobs=_chat_logprobs(tokenizer, r.logprobs, r.token_ids) if request.logprobs else None))
         completion_tokens = sum(len(r.token_ids) for r in results)
         return ChatCompletionResponse(model=request.model, choices=choices,
                                       usage=usage_info(prompt_tokens, completion_tokens))
 
-    async def _chunks(self, request, events: AsyncIterator[ChoiceEvent],
-                      prompt_tokens: int) -> AsyncIterator[ChatCompletionChunk]:
+    async def _chunks(self, request, events: AsyncIterator[ChoiceEvent], prompt_tokens: int,
+                      tools: ToolUse | None) -> AsyncIterator[ChatCompletionChunk]:
         tokenizer = self.registry.get(request.model).engine.tokenizer
         response_id, created = random_id("chatcmpl"), int(time.time())
 
@@ -93,12 +105,30 @@ class ChatServing(ServingBase):
         for i in range(request.n):
             yield chunk([ChatChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
         completion_tokens = 0
+        deltas = ToolDeltas(tools, request.n) if tools is not None else None
         async for event in events:
             completion_tokens += len(event.token_ids)
             logprobs = (_chat_logprobs(tokenizer, event.logprobs or [], event.token_ids)
                         if request.logprobs and event.token_ids else None)
-            if event.text or event.finish_reason or logprobs is not None:
-                yield chunk([ChatChunkChoice(index=event.index, delta=DeltaMessage(content=event.text or None),
-                                             logprobs=logprobs, finish_reason=event.finish_reason)])
+            finish = event.finish_reason
+            if deltas is None:
+                delta = DeltaMessage(content=event.text or None)
+            else:
+                delta = deltas.feed(event.index, event.text, finish is not None) or DeltaMessage()
+                finish = finish_with_calls(finish, deltas.has_calls(event.index))
+            if delta.content or delta.tool_calls or finish or logprobs is not None:
+                yield chunk([ChatChunkChoice(index=event.index, delta=delta, logprobs=logprobs,
+                                             finish_reason=finish)])
         if request.stream_options and request.stream_options.include_usage:
             yield chunk([], usage_info(prompt_tokens, completion_tokens))
+
+
+def _constraint(request: ChatCompletionRequest, tools: ToolUse | None):
+    """The one output constraint of a chat request: its response_format / structured_outputs, or its
+    tool calls (combining both is a 400: one grammar per reply)."""
+    own = structured_plan(request)
+    calls = tools.constraint() if tools is not None else None
+    if own is not None and calls is not None:
+        raise bad_request("response_format / structured_outputs cannot be combined with constrained tool calls; "
+                          "send tool_choice 'none' or drop the response format", "response_format")
+    return own or calls

@@ -12,6 +12,7 @@ from .protocol import (CompletionChoice, CompletionLogprobs, CompletionRequest, 
 from .serving_common import ServingBase, build_spec, check_context, token_text, usage_info
 from ..prompts.method_prompts import CompletionPrompt
 from .serving_boundary import boundary_choice, exact_boundary_prompts
+from .serving_tools import structured_plan
 from .sse import sse_events
 
 __all__ = ["CompletionServing"]
@@ -65,11 +66,15 @@ class CompletionServing(ServingBase):
         base_id = uuid.uuid4().hex
         streams, prompt_tokens = [], 0
         boundary = exact_boundary_prompts(request, served)
+        structured = structured_plan(request)
+        if structured is not None and boundary is not None:
+            raise bad_request("prompt_boundary 'exact' cannot be combined with an output constraint",
+                              "prompt_boundary")
         for p, method_prompt in enumerate(method_prompts):
             prompt_ids = method_prompt.token_ids
             if not prompt_ids:
                 raise bad_request("prompt must contain at least one token", "prompt")
-            plan = request.to_decoding_plan(method_prompt, engine.capabilities)
+            plan = request.to_decoding_plan(method_prompt, engine.capabilities, structured)
             longest = max(len(prompt_ids), plan.branch_prompt_tokens)
             max_tokens = check_context(engine, longest, 1 if scoring_only else request.max_tokens)
             prompt_tokens += len(prompt_ids) + plan.branch_prompt_tokens

@@ -24,6 +24,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 EngineName = Literal["vllm", "transformers", "bytelevel"]
 ModelKind = Literal["token", "bytelevel", "ensemble", "proxy"]
 BYTE_KINDS = ("bytelevel", "ensemble", "proxy")
+ToolCallFormatName = Literal["hermes", "llama3_json"]
 _RECIPE_FIELDS = {"bytelevel": ("source",), "ensemble": ("members", "mode"),
                   "proxy": ("base", "expert", "anti_expert", "alpha")}
 _BYTE_OPTIONS = ("min_token_prob", "max_branches", "unchecked_tokens", "min_branch_share")
@@ -67,6 +68,14 @@ class ModelConfig(BaseModel):
     dtype: str = Field("auto", description="Weights dtype: auto, float32, float64, bfloat16, float16.")
     max_num_seqs: int = Field(32, gt=0, description="Sequences the engine runs at once.")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="Passed to the engine as is.")
+    chat_template: Path | None = Field(None, description="A Jinja chat template file that replaces the model's own.")
+    disable_any_whitespace: bool = Field(
+        False, description="Constrained JSON (response_format, tool calls) without optional whitespace, as "
+                           "vLLM's structured_outputs_config option: small models otherwise may loop on it.")
+    tool_call_format: ToolCallFormatName = Field(
+        "hermes", description="How tool calls look in the text when the chat template does not render tools: "
+                              "hermes (<tool_call>{...}</tool_call>) or llama3_json ({\"name\": ..., "
+                              "\"parameters\": ...}).")
     # --- byte-level kinds ---
     members: list[EnsembleMember] | None = Field(None, description="ensemble: two or more members with weights.")
     mode: Literal["mix", "product"] | None = Field(None, description="ensemble: mix (default) or product.")
@@ -92,6 +101,8 @@ class ModelConfig(BaseModel):
             if name in given and getattr(self, name) is not None:
                 raise ValueError(f"{name}: not a field of kind {self.kind!r} (model {self.id!r}); "
                                  f"kind {self.kind!r} takes {sorted(allowed)}")
+        if self.chat_template is not None and not self.chat_template.is_file():
+            raise ValueError(f"chat_template: {self.chat_template} is not a file (model {self.id!r})")
         if self.kind == "token":
             for name in _BYTE_OPTIONS:
                 if getattr(self, name) != type(self).model_fields[name].default:

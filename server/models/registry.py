@@ -41,7 +41,7 @@ def build_engine(config: ModelConfig, path: str, recipe=None, pool: SourcePool |
         return ByteLevelEngine(config.id, recipe, pool, max_model_len=config.max_model_len,
                                max_num_seqs=config.max_num_seqs)
     common = dict(max_model_len=config.max_model_len, dtype=config.dtype, max_num_seqs=config.max_num_seqs,
-                  **config.engine_options)
+                  disable_any_whitespace=config.disable_any_whitespace, **config.engine_options)
     if config.engine == "vllm":
         from ..engines.vllm.engine import VLLMEngine
 
@@ -72,6 +72,8 @@ class ModelRegistry:
                 engine = build_engine(config, path)
             log.info("loading model %s from %s on the %s engine", config.id, path, config.engine)
             await engine.start()
+            if config.chat_template is not None:
+                engine.tokenizer.chat_template = config.chat_template.read_text()
             self._models[config.id] = ServedModel(config, engine, path, self._prompt_boundary_reader)
             log.info("model %s ready (max_model_len=%d)", config.id, engine.max_model_len)
 

@@ -22,6 +22,7 @@ import torch
 
 from ...plans import Capability, DecodingPlan, Refusal
 from ...sampling import SamplingSpec
+from ...decoding.grammar import GrammarCompilerCache
 from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats
 from . import attention
 from ...kernels.cpu_linear import install_small_batch_linears
@@ -43,10 +44,12 @@ _KNOWN_OPTIONS = {"kv_cache_memory_bytes", "max_num_batched_tokens", "small_batc
 
 
 class HFEngine(Engine):
-    capabilities: frozenset[Capability] = frozenset({Capability.ICD, Capability.ASCD, Capability.STEER})
+    capabilities: frozenset[Capability] = frozenset({Capability.ICD, Capability.ASCD, Capability.STEER,
+                                                     Capability.STRUCTURED})
 
     def __init__(self, name: str, model_path: str, *, max_model_len: int | None = None, dtype: str = "auto",
-                 max_num_seqs: int = 32, device: str | None = None, **engine_options):
+                 max_num_seqs: int = 32, device: str | None = None, disable_any_whitespace: bool = False,
+                 **engine_options):
         from transformers import AutoConfig, AutoTokenizer
 
         unknown = set(engine_options) - _KNOWN_OPTIONS
@@ -80,6 +83,9 @@ class HFEngine(Engine):
         self.runner: ModelRunner | None = None
         self.num_layers, self.num_heads = text_config.num_hidden_layers, text_config.num_attention_heads
         self._head_profile: HeadProfile | None = None
+        self._grammars: GrammarCompilerCache | None = None
+        self._disable_any_whitespace = disable_any_whitespace
+        self._grammar_stop_ids = _eos_ids(self.tokenizer, model_path)
 
     async def start(self) -> None:
         if self._thread is not None:
@@ -111,6 +117,8 @@ class HFEngine(Engine):
             memory_bytes=self._kv_budget(),
         )
         self.runner = ModelRunner(model, cache, ImageMerger(model) if self.multimodal else None)
+        self._grammars = GrammarCompilerCache(self.tokenizer, self.vocab_size,
+                                              disable_any_whitespace=self._disable_any_whitespace)
         self.scheduler = Scheduler(
             self.max_num_seqs,
             int(self.options.get("max_num_batched_tokens") or max(self.max_model_len, 2048)),
@@ -154,7 +162,12 @@ class HFEngine(Engine):
         outbox: asyncio.Queue = asyncio.Queue()
         self._outboxes[request.request_id] = (asyncio.get_running_loop(), outbox)
         prompt = list(request.prompt_token_ids)
-        self._inbox.put(("add", Sequence(request.request_id, prompt, len(prompt), request.sampling)))
+        seq = Sequence(request.request_id, prompt, len(prompt), request.sampling)
+        structured = request.sampling.plan.structured
+        if structured is not None:  # compiling a large schema takes a while: not on the engine thread
+            stops = self._grammar_stop_ids | set(request.sampling.stop_token_ids)
+            seq.constraint = await asyncio.to_thread(self._grammars.constraint, structured, stops)
+        self._inbox.put(("add", seq))
         finished = False
         try:
             while not finished:
@@ -260,3 +273,16 @@ class HFEngine(Engine):
         if target is not None:
             loop, outbox = target
             loop.call_soon_threadsafe(outbox.put_nowait, item)
+
+
+def _eos_ids(tokenizer, model_path: str) -> set[int]:
+    """The tokens that may end a constrained output, as vLLM counts them: the tokenizer's EOS and the
+    generation config's."""
+    from transformers import GenerationConfig
+
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    try:
+        eos = GenerationConfig.from_pretrained(model_path).eos_token_id
+    except OSError:  # no generation_config.json
+        return ids
+    return ids | ({eos} if isinstance(eos, int) else set(eos or ()))

@@ -42,6 +42,7 @@ class Sequence:
     pixel_values: object | None = None  # the prompt's images (a tensor), encoded at prefill (vision.py)
     negative: "Sequence | None" = None  # contrastive pair: the negative branch, run in lock-step with this one
     score_modifier: Callable | None = None  # attention steering (see attention.SequenceMeta)
+    constraint: object | None = None  # a decoding.grammar.GrammarConstraint: masks every sampled token
 
     def __len__(self) -> int:
         return len(self.token_ids)

@@ -16,12 +16,13 @@ import math
 import torch
 
 from ...decoding.contrastive import contrastive_scores, plausible
+from ...decoding.grammar import allocate_bitmask, apply_bitmask, fill_bitmasks
 from ..base import EngineOutput, TokenLogprob
 from .model_runner import ModelRunner, StepLogits
 from .sampler import SamplingRow, sample, token_logprobs
 from .scheduler import ScheduledBatch, Scheduler, Sequence
 
-__all__ = ["run_step", "sparse_negative", "unit_scores"]
+__all__ = ["constrained_scores", "run_step", "sparse_negative", "unit_scores"]
 
 
 def sparse_negative(unit: Sequence) -> bool:
@@ -53,6 +54,16 @@ def unit_scores(step: StepLogits, seqs: list[Sequence], units: list[Sequence]) -
     return scores
 
 
+def constrained_scores(scores: torch.Tensor, units: list[Sequence]) -> torch.Tensor:
+    """Each constrained unit's row with the tokens its grammar forbids at -inf (in place), before
+    logprobs, penalties and sampling: vLLM's order, so both engines mask the same row."""
+    constraints = {k: u.constraint for k, u in enumerate(units) if u.constraint is not None}
+    if not constraints:
+        return scores
+    bitmask = allocate_bitmask(len(units), scores.shape[-1])
+    return apply_bitmask(scores, bitmask, fill_bitmasks(bitmask, constraints))
+
+
 def run_step(runner: ModelRunner, scheduler: Scheduler, batch: ScheduledBatch,
              max_model_len: int) -> list[tuple[str, EngineOutput]]:
     seqs, units = batch.seqs, batch.units or batch.seqs
@@ -63,7 +74,7 @@ def run_step(runner: ModelRunner, scheduler: Scheduler, batch: ScheduledBatch,
     }
     sparse = {row_of[id(u.negative)] for u in units if u.negative is not None and sparse_negative(u)}
     step = runner.run(seqs, want_prompt, sparse)
-    scores = unit_scores(step, seqs, units)
+    scores = constrained_scores(unit_scores(step, seqs, units), units)
     rows = [
         SamplingRow(u.sampling, u.token_ids[:u.num_prompt_tokens], u.output_token_ids, u.generator)
         for u in units
@@ -77,6 +88,8 @@ def run_step(runner: ModelRunner, scheduler: Scheduler, batch: ScheduledBatch,
     for i, (unit, token) in enumerate(zip(units, tokens.tolist())):
         for branch in unit.branches:
             branch.token_ids.append(token)
+        if unit.constraint is not None and not unit.constraint.accept(token):
+            raise RuntimeError(f"request {unit.request_id}: token {token} is outside its grammar")
         logprobs = None
         if unit.sampling.logprobs is not None:
             logprobs = token_logprobs(logprobs_all[i:i + 1], tokens[i:i + 1], unit.sampling.logprobs)

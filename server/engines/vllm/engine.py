@@ -22,7 +22,7 @@ import os
 from typing import Any, AsyncIterator
 
 from ...decoding.visual_noise import noise_image
-from ...plans import Capability, ContrastiveMethod, ContrastivePlan
+from ...plans import Capability, ContrastiveMethod, ContrastivePlan, DecodingPlan, Refusal
 from ...sampling import SamplingSpec
 from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, TokenLogprob
 from .admission import SequenceSlots, TogetherAdmitter
@@ -67,8 +67,9 @@ class VLLMEngine(Engine):
     capabilities = frozenset({Capability.ICD})
 
     def __init__(self, name: str, model_path: str, *, max_model_len: int | None = None, dtype: str = "auto",
-                 max_num_seqs: int = 32, **engine_options: Any) -> None:
+                 max_num_seqs: int = 32, disable_any_whitespace: bool = False, **engine_options: Any) -> None:
         self.name = name
+        self._disable_any_whitespace = disable_any_whitespace
         self._model_path = model_path
         self._max_model_len = max_model_len
         self._dtype = dtype
@@ -91,6 +92,10 @@ class VLLMEngine(Engine):
         from vllm.v1.engine.async_llm import AsyncLLM
 
         options = dict(self._engine_options)
+        # Pinned so that both engines enforce the same grammar ("auto" falls back to another backend
+        # for what xgrammar refuses; Braid refuses those requests instead).
+        options.setdefault("structured_outputs_config", {"backend": "xgrammar",
+                                                         "disable_any_whitespace": self._disable_any_whitespace})
         if not _on_gpu():
             options.setdefault("kv_cache_memory_bytes", DEFAULT_CPU_KV_CACHE_BYTES)
         args = AsyncEngineArgs(
@@ -116,7 +121,7 @@ class VLLMEngine(Engine):
             log.warning("%s: no contrastive decoding on this vLLM engine (it needs the V1 model runner, "
                         "VLLM_USE_V2_MODEL_RUNNER=0, and no speculative decoding)", self.name)
         images = supports_images(config.model_config.hf_config)
-        capabilities = {Capability.ICD} if pairs else set()
+        capabilities = {Capability.STRUCTURED, Capability.ICD} if pairs else {Capability.STRUCTURED}
         if images:
             capabilities |= {Capability.IMAGES, Capability.VCD} if pairs else {Capability.IMAGES}
         self.capabilities = frozenset(capabilities)
@@ -146,6 +151,13 @@ class VLLMEngine(Engine):
                 raise EngineError(f"{name} must be at most {MAX_LOGPROBS}, got {value}")
         if spec.plan.contrastive is not None:
             self._validate_contrastive(spec, spec.plan.contrastive)
+
+    def supports(self, plan: DecodingPlan) -> Refusal | None:
+        if plan.structured is not None and plan.contrastive is not None:
+            return Refusal(f"the vllm engine of model {self.name!r} cannot constrain a contrastive pair's combined "
+                           "scores (vLLM masks each branch before Braid combines them); serve the model with "
+                           "engine 'transformers' for constrained contrastive decoding", "contrastive")
+        return super().supports(plan)
 
     def _validate_contrastive(self, spec: SamplingSpec, contrastive: ContrastivePlan) -> None:
         where = f"the vllm engine of model {self.name!r}"
@@ -189,6 +201,8 @@ class VLLMEngine(Engine):
             skip_special_tokens=False,
             output_kind=RequestOutputKind.DELTA,
         )
+        if spec.plan.structured is not None:
+            fields["structured_outputs"] = spec.plan.structured.to_vllm()
         return SamplingParams(**{**fields, **overrides})
 
     async def _abort(self, collectors: list[Any]) -> None:
