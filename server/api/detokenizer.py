@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["TextStream", "TextDelta"]
+__all__ = ["TextStream"]
 
 REPLACEMENT = "\ufffd"
 

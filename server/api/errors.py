@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from .protocol import ErrorInfo, ErrorResponse
 
-__all__ = ["APIError", "bad_request", "not_found", "overloaded"]
+__all__ = ["APIError", "bad_request", "not_found"]
 
 
 @dataclass

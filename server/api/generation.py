@@ -17,8 +17,6 @@ from ..engines.base import ChatConversation, Engine, EngineRequest, TokenLogprob
 from .metrics import Metrics
 from ..sampling import SamplingSpec
 
-__all__ = ["ChoiceEvent", "ChoiceResult", "stream_choice", "merge", "collect"]
-
 
 @dataclass
 class ChoiceEvent:

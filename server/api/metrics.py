@@ -8,8 +8,6 @@ from prometheus_client.core import GaugeMetricFamily
 
 from ..engines.base import EngineStats
 
-__all__ = ["Metrics"]
-
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
 
 

@@ -19,8 +19,6 @@ from ..plans import ContrastiveMethod, ContrastivePlan, SteeringPlan
 if TYPE_CHECKING:
     from ..prompts.method_prompts import MethodPrompt
 
-__all__ = ["ContrastiveParams", "SteerParams", "DEFAULT_DISTURBANCE"]
-
 
 def _bad_request(message: str, param: str):
     from .errors import bad_request  # errors renders protocol models: imported on use, not at import

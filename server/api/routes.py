@@ -18,8 +18,6 @@ from .protocol import (ChatCompletionRequest, CompletionRequest, DetokenizeReque
                        ModelList, TokenizeRequest, TokenizeResponse)
 from .serving_chat import render_chat
 
-__all__ = ["install_routes"]
-
 log = logging.getLogger(__name__)
 router = APIRouter()
 

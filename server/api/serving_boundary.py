@@ -17,8 +17,6 @@ from ..sampling import SamplingSpec
 from .errors import bad_request
 from .generation import ChoiceEvent, stream_choice
 
-__all__ = ["exact_boundary_prompts", "boundary_choice"]
-
 
 def exact_boundary_prompts(request, served: ServedModel) -> list[str] | None:
     """The prompt texts when the request asks for the exact boundary on a token-level model, else None."""

@@ -8,8 +8,6 @@ from pydantic import BaseModel
 
 from .errors import APIError
 
-__all__ = ["sse_events"]
-
 log = logging.getLogger(__name__)
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["STRING_FORMATS", "unenforceable_feature"]
-
 # xgrammar's json_schema_converter.cc, as listed by vLLM.
 STRING_FORMATS = frozenset({
     "email", "date", "time", "date-time", "duration", "ipv4", "ipv6", "hostname", "uuid", "uri",

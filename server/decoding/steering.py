@@ -19,11 +19,9 @@ from typing import Iterable, Sequence
 
 import torch
 
-__all__ = [
-    "DEFAULT_AUTO_HEADS", "DEFAULT_STRENGTH", "DEFAULT_NEGATIVE_STRENGTH", "DEFAULT_NEGATIVE_FRACTION",
-    "span_token_positions", "steer_scores", "up_steered", "most_attended", "suppression_counts", "top_steered",
-    "suppressed", "suppress_scores",
-]
+__all__ = ["DEFAULT_AUTO_HEADS", "DEFAULT_STRENGTH", "DEFAULT_NEGATIVE_STRENGTH", "DEFAULT_NEGATIVE_FRACTION",
+           "span_token_positions", "steer_scores", "up_steered", "suppression_counts", "top_steered",
+           "suppressed", "suppress_scores"]
 
 DEFAULT_AUTO_HEADS = 32  # heads picked by heads "auto" (capped at the model's heads)
 DEFAULT_STRENGTH = 0.625

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["DEFAULT_NOISE_SEED", "DEFAULT_NOISE_STEP", "NUM_NOISE_STEPS", "alpha_bar", "noise_image"]
+__all__ = ["DEFAULT_NOISE_STEP", "NUM_NOISE_STEPS", "noise_image"]
 
 NUM_NOISE_STEPS = 1000
 DEFAULT_NOISE_STEP = 500

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MAX_ROWS", "install_small_batch_linears", "small_batch_linear"]
+__all__ = ["install_small_batch_linears", "small_batch_linear"]
 
 MAX_ROWS = 32  # above this ``F.linear`` was as fast or faster
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ..engines.bytelevel.prompt_boundary import HandOff, PromptBoundaryReader
     from ..engines.bytelevel.sources import SourcePool
 
-__all__ = ["ServedModel", "ModelRegistry", "build_engine"]
+__all__ = ["ModelRegistry", "ServedModel"]
 
 log = logging.getLogger(__name__)
 

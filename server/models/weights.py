@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BUNDLED", "BundledModel", "resolve_source", "convert_gguf"]
+__all__ = ["resolve_source"]
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..api.errors import bad_request
 from ..api.protocol import ChatMessage
 
-__all__ = ["conversation", "render_chat", "render_chat_text", "last_user_content_start"]
+__all__ = ["conversation", "render_chat"]
 
 
 def _text_content(message: ChatMessage, index: int) -> str | None:

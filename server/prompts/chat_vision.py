@@ -14,7 +14,7 @@ from .images import IMAGE_PART_TYPES, load_image
 from ..api.protocol import ChatMessage, ContrastiveParams, SteerParams
 from .method_prompts import MethodPrompt
 
-__all__ = ["VisionChatPrompt", "vision_turns"]
+__all__ = ["VisionChatPrompt"]
 
 
 def vision_turns(messages: list[ChatMessage]) -> tuple[list[dict], list]:

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlparse
 
 from ..api.errors import bad_request
 
-__all__ = ["IMAGE_PART_TYPES", "has_images", "load_image"]
+__all__ = ["has_images"]
 
 IMAGE_PART_TYPES = ("image_url", "input_image", "image")
 

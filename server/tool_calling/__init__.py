@@ -8,7 +8,7 @@ templates without tool support, writes tools, past calls and results into the pr
 """
 from .base import ToolCallFormat
 from .formats import DEFAULT_TOOL_CALL_FORMAT, TOOL_CALL_FORMATS, ToolCallFormatName, get_tool_call_format
-from .parsing import ToolCallStreamParser, message_from_events
+from .parsing import message_from_events
 from .rendering import ToolPrompt, render_tool_prompt, template_renders_tools
 from .requests import parse_tools, resolve_tool_choice
 from .types import (
@@ -16,7 +16,6 @@ from .types import (
     CallStart,
     ContentDelta,
     ParsedMessage,
-    StreamEvent,
     ToolCall,
     ToolCallingError,
     ToolChoice,
@@ -25,9 +24,9 @@ from .types import (
 
 __all__ = [
     "ToolCallFormat", "DEFAULT_TOOL_CALL_FORMAT", "TOOL_CALL_FORMATS", "ToolCallFormatName", "get_tool_call_format",
-    "ToolCallStreamParser", "message_from_events",
+    "message_from_events",
     "ToolPrompt", "render_tool_prompt", "template_renders_tools",
     "parse_tools", "resolve_tool_choice",
-    "ArgumentsDelta", "CallStart", "ContentDelta", "ParsedMessage", "StreamEvent",
+    "ArgumentsDelta", "CallStart", "ContentDelta", "ParsedMessage",
     "ToolCall", "ToolCallingError", "ToolChoice", "ToolSpec",
 ]

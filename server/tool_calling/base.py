@@ -5,7 +5,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
-from .constraint import call_constraint
+from ._constraint import call_constraint
 from .parsing import ToolCallStreamParser, parse_tool_calls
 from .syntax import CallSyntax
 from .types import ParsedMessage, ToolCall, ToolChoice, ToolSpec
@@ -37,7 +37,7 @@ class ToolCallFormat(ABC):
 
     def call_constraint(self, tools: Sequence[ToolSpec], choice: ToolChoice,
                         parallel: bool = True) -> tuple[str, str] | None:
-        """``(kind, spec)`` for a ``StructuredOutputPlan`` (see `constraint.call_constraint`)."""
+        """``(kind, spec)`` for a ``StructuredOutputPlan`` (see `_constraint.call_constraint`)."""
         return call_constraint(self, tools, choice, parallel)
 
     @abstractmethod

@@ -13,8 +13,6 @@ from .base import ToolCallFormat
 from .syntax import CallSyntax
 from .types import ToolSpec
 
-__all__ = ["HermesFormat"]
-
 _INSTRUCTIONS_HEAD = (
     "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
     "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"

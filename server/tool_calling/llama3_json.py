@@ -15,8 +15,6 @@ from .base import ToolCallFormat
 from .syntax import CallSyntax
 from .types import ToolSpec
 
-__all__ = ["Llama3JsonFormat"]
-
 _PYTHON_TAG = "<|python_tag|>"
 _INSTRUCTIONS_HEAD = (
     "Given the following functions, please respond with a JSON for a function call with its proper "

@@ -7,7 +7,7 @@ from ._call_reader import CallReader
 from .syntax import CallSyntax
 from .types import ArgumentsDelta, CallStart, ContentDelta, ParsedMessage, StreamEvent, ToolCall, ToolSpec, new_call_id
 
-__all__ = ["ToolCallStreamParser", "parse_tool_calls", "message_from_events"]
+__all__ = ["message_from_events"]
 
 
 class ToolCallStreamParser:

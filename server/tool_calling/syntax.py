@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CallSyntax"]
-
 
 @dataclass(frozen=True)
 class CallSyntax:

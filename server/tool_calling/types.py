@@ -5,10 +5,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
-__all__ = [
-    "ToolCallingError", "ToolSpec", "ToolCall", "ToolChoice", "ParsedMessage",
-    "ContentDelta", "CallStart", "ArgumentsDelta", "StreamEvent", "new_call_id",
-]
+__all__ = ["ToolCallingError", "ToolSpec", "ToolCall", "ToolChoice", "ParsedMessage", "ContentDelta", "CallStart",
+           "ArgumentsDelta"]
 
 
 class ToolCallingError(ValueError):

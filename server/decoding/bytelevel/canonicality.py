@@ -30,9 +30,9 @@ import numpy as np
 
 from .utf8 import generic_completion, split_incomplete_char
 from .vocabulary import SPACE_MARKER, TokenVocabulary, backend_tokenizer, bytes_to_unicode
-from .witnesses import accept_by_encoding
+from ._witnesses import accept_by_encoding
 
-__all__ = ["CanonicalityChecker", "DEFAULT_PROBES", "split_incomplete_char"]
+__all__ = ["CanonicalityChecker"]
 
 DEFAULT_PROBES = ("", " ", "\n", "\t", "a", "A", "s", "0", ".", "'", "-", "é", "中", "😀")
 MAX_COMPLETIONS = 16

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["mix", "product", "proxy_tune", "validate_weights"]
+__all__ = ["mix", "product", "proxy_tune"]
 
 
 def validate_weights(weights: Sequence[float], n_members: int, normalize: bool) -> np.ndarray:

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Branch", "advance_cover", "split_cover"]
-
 
 @dataclass(frozen=True)
 class Branch:

@@ -22,7 +22,7 @@ import numpy as np
 from .combine import mix, product, proxy_tune, validate_weights
 from .next_byte import END, sample_bytes
 
-__all__ = ["ByteEnsemble", "NextByteLM", "ProxyTunedByteLM"]
+__all__ = ["ByteEnsemble", "ProxyTunedByteLM"]
 
 MODES = ("mix", "product")
 

@@ -16,7 +16,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import torch
 
-__all__ = ["LanguageModel", "TransformersLM", "longest_common_prefix"]
+__all__ = ["LanguageModel", "TransformersLM"]
 
 
 @runtime_checkable

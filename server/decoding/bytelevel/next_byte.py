@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["END", "canonical_logprobs", "aggregate_next_byte", "renormalized", "bias_logprobs", "min_p_logprobs",
-           "warp_logprobs", "logsumexp", "sample_bytes"]
+__all__ = ["END", "bias_logprobs", "min_p_logprobs", "warp_logprobs", "renormalized", "sample_bytes"]
 
 END = 256
 

@@ -1,7 +1,7 @@
 """UTF-8 helpers for byte prefixes that may end inside a character."""
 from __future__ import annotations
 
-__all__ = ["split_incomplete_char", "generic_completion"]
+__all__ = ["split_incomplete_char"]
 
 
 def split_incomplete_char(data: bytes) -> tuple[bytes, bytes] | None:

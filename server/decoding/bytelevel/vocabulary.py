@@ -9,7 +9,7 @@ Two families are understood:
 
 Special tokens contribute no bytes (``None``): they never cover text. Non-special added tokens
 (Gemma's "\n" runs, "\t" runs, HTML tags) are text, matched in the raw text before BPE (see
-`added_tokens.py`). The EOS token(s) end the text and are handled apart.
+`_added_tokens.py`). The EOS token(s) end the text and are handled apart.
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from .added_tokens import AddedTokens
+from ._added_tokens import AddedTokens
 
-__all__ = ["TokenVocabulary", "bytes_to_unicode", "backend_tokenizer"]
+__all__ = ["TokenVocabulary"]
 
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 SPACE_MARKER = "\u2581"  # ▁

@@ -14,7 +14,7 @@ from typing import Union
 from ...decoding.bytelevel import ByteEnsemble, ProxyTunedByteLM
 from .sources import LoadedSource
 
-__all__ = ["SourceLeaf", "EnsembleNode", "ProxyNode", "Recipe", "build_recipe", "leaves", "instantiate", "describe"]
+__all__ = ["build_recipe", "describe", "leaves"]
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,6 @@ from ...sampling import SamplingSpec
 from ..base import EngineError, TokenLogprob
 from .sampler import byte_logprob, choose_byte
 
-__all__ = ["ByteRequestState"]
-
 
 class ByteRequestState:
     def __init__(self, model, prefix: bytes, spec: SamplingSpec, model_name: str):

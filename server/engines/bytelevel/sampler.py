@@ -13,8 +13,6 @@ from ...decoding.bytelevel.next_byte import END, bias_logprobs, min_p_logprobs, 
 from ...sampling import SamplingSpec
 from ..base import TokenLogprob
 
-__all__ = ["sampling_logprobs", "choose_byte", "byte_logprob"]
-
 
 def sampling_logprobs(logprobs: np.ndarray, spec: SamplingSpec) -> np.ndarray:
     """The distribution a byte is drawn from (normalized log-probs over 256 bytes + END)."""

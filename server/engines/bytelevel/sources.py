@@ -16,7 +16,7 @@ import torch
 from ...decoding.bytelevel import ByteLM, CanonicalityChecker, TokenVocabulary, TransformersLM
 from ...kernels.cpu_linear import install_small_batch_linears
 
-__all__ = ["LoadedSource", "SourcePool", "load_source"]
+__all__ = ["SourcePool", "load_source"]
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,6 @@ context length against.
 """
 from __future__ import annotations
 
-__all__ = ["ByteTokenizer", "END_ID", "END_TEXT", "utf8_complete_prefix"]
-
 END_ID = 256
 END_TEXT = "<|end|>"
 

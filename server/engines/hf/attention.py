@@ -25,9 +25,6 @@ import torch.nn.functional as F
 
 from .kv_cache import SlotKVCache
 
-__all__ = ["ATTN_IMPLEMENTATION", "BatchMeta", "ScoreModifier", "SequenceMeta", "consecutive_range", "register",
-           "slot_attention"]
-
 ATTN_IMPLEMENTATION = "braid_slots"
 
 ScoreModifier = Callable[[int, torch.Tensor], torch.Tensor]

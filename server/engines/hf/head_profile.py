@@ -32,8 +32,6 @@ import torch
 from ...decoding.steering import span_token_positions
 from .model_runner import ModelRunner
 
-__all__ = ["PROBES", "HeadProfile", "probe_prompts", "head_scores_from_probs"]
-
 log = logging.getLogger(__name__)
 
 PROFILE_VERSION = 1

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["SlotKVCache"]
-
 _LEN_ALIGN = 64
 
 

@@ -31,9 +31,6 @@ from ...plans import ContrastiveMethod, DecodingPlan, Refusal, SteeringPlan
 from ..base import EngineError
 from .scheduler import Sequence
 
-__all__ = ["AttentionSuppression", "SpanSteering", "attach_methods", "method_refusal", "validate_positions",
-           "NEGATIVE_SUFFIX"]
-
 NEGATIVE_SUFFIX = "#negative"
 
 HeadResolver = Callable[[int], list[tuple[int, int]]]  # auto_heads -> [(layer, head), ...]

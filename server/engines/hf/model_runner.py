@@ -9,8 +9,6 @@ from .scheduler import Sequence
 from .sparse_head import SparseHead
 from .vision import ImageMerger
 
-__all__ = ["ModelRunner", "StepLogits"]
-
 
 class StepLogits:
     """The logits of one forward pass: ``last`` [B, V] predicts each sequence's next token;

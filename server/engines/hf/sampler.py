@@ -17,8 +17,6 @@ from ...decoding.sampling_steps import (apply_frequency_presence_penalties, appl
 from ...sampling import SamplingSpec
 from ..base import TokenLogprob
 
-__all__ = ["SamplingRow", "process_logits", "sample", "sampling_logits", "token_logprobs"]
-
 _SAMPLING_EPS = 1e-5
 
 

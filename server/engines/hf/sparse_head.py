@@ -17,8 +17,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SparseHead"]
-
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
 

@@ -13,8 +13,6 @@ import torch
 from .attention import SequenceMeta
 from .scheduler import Sequence
 
-__all__ = ["IMAGE_MODEL_TYPES", "ImageMerger", "is_multimodal"]
-
 
 # Model types whose image features are exactly ``get_image_features(pixel_values)`` in placeholder order,
 # with ordinary 1-D positions. Others (image_sizes tiling, M-RoPE, ...) would need their own merge.

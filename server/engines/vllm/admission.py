@@ -17,8 +17,6 @@ import asyncio
 from collections import deque
 from typing import Any, Awaitable, Callable
 
-__all__ = ["SequenceSlots", "TogetherAdmitter"]
-
 
 class SequenceSlots:
     """A FIFO counting semaphore over vLLM's ``max_num_seqs`` that only pairs wait on.

@@ -27,8 +27,6 @@ from ...decoding.contrastive import contrastive_scores
 from ...decoding.sampling_steps import apply_logit_bias, apply_repetition_penalty
 from ...plans import ContrastivePlan
 
-__all__ = ["PAIR_KEY", "POSITIVE", "NEGATIVE", "ContrastivePairProcessor", "pair_args"]
-
 log = logging.getLogger(__name__)
 
 PAIR_KEY = "braid_contrastive_pair"

@@ -20,9 +20,6 @@ from typing import Any
 
 from ..base import EngineError
 
-__all__ = ["RAW_PIXELS", "collapse_image_tokens", "engine_input", "image_prompt", "image_token_id",
-           "supports_images"]
-
 # The image processor's steps, all off: a [C, H, W] float tensor passes through unchanged.
 RAW_PIXELS = {"do_resize": False, "do_center_crop": False, "do_rescale": False, "do_normalize": False,
               "do_convert_rgb": False, "do_pad": False}

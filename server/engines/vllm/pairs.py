@@ -9,8 +9,6 @@ from ...sampling import SamplingSpec
 from ..base import EngineOutput, EngineRequest
 from .contrastive import NEGATIVE, POSITIVE, pair_args
 
-__all__ = ["ContrastivePairSplit", "branch_overrides", "finish_reason", "pair_seed", "verified_positive_stream"]
-
 
 class ContrastivePairSplit(RuntimeError):
     """The two branches of a contrastive request did not step together (a server-side failure)."""

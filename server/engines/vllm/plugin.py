@@ -16,7 +16,7 @@ import importlib
 import importlib.util
 import sys
 
-__all__ = ["TORCHVISION_MODULE", "missing_plugin", "register"]
+__all__ = ["register"]
 
 TORCHVISION_MODULE = "transformers.models.pixtral.image_processing_pixtral"
 PIL_MODULE = "transformers.models.pixtral.image_processing_pil_pixtral"

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["AddedTokens"]
-
 
 class AddedTokens:
     """Non-special added tokens (text -> id) and the tokenizer's leftmost-longest split."""

@@ -13,8 +13,6 @@ from typing import Any, Protocol
 
 from .types import ToolCallingError, ToolChoice, ToolSpec
 
-__all__ = ["CallShape", "call_constraint"]
-
 
 class CallShape(Protocol):
     """What a format tells the constraint about its calls."""

@@ -15,8 +15,6 @@ from collections.abc import Callable, Sequence
 
 from .utf8 import split_incomplete_char
 
-__all__ = ["accept_by_encoding"]
-
 
 def accept_by_encoding(backend, token_bytes: Sequence[bytes | None], ids: tuple[int, ...], candidates,
                        probes: Sequence[str], completions_for: Callable[[bytes], list[str]]) -> set[int]:
