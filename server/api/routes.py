@@ -134,7 +134,7 @@ def install_routes(app: FastAPI) -> None:
 
     @app.exception_handler(EngineError)
     async def _engine_error(_: Request, exc: EngineError) -> JSONResponse:
-        return _error(bad_request(str(exc)))
+        return _error(bad_request(str(exc), getattr(exc, "param", None)))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -15,7 +15,7 @@ from ..prompts.images import has_images
 from .protocol import (ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionRequest,
                        ChatCompletionResponse, ChatLogprobs, ChatTokenLogprob, ChatTopLogprob,
                        DeltaMessage, UsageInfo, random_id)
-from .serving_common import ServingBase, build_spec, check_context, token_text, usage_info
+from .serving_common import ServingBase, build_spec, check_context, json_logprob, token_text, usage_info
 from .serving_tools import ToolDeltas, ToolUse, finish_with_calls, reply_message, structured_plan, tool_prompt, tool_use
 from ..prompts.method_prompts import ChatPrompt
 from .sse import sse_events
@@ -33,9 +33,9 @@ def _chat_logprobs(tokenizer, logprobs, token_ids: list[int]) -> ChatLogprobs:
     content = []
     for token_id, entry in zip(token_ids, logprobs):
         text = token_text(tokenizer, token_id)
-        top = [ChatTopLogprob(token=(t := token_text(tokenizer, tid)), logprob=lp,
+        top = [ChatTopLogprob(token=(t := token_text(tokenizer, tid)), logprob=json_logprob(lp),
                               bytes=_token_bytes(tokenizer, tid, t)) for tid, lp in entry.top]
-        content.append(ChatTokenLogprob(token=text, logprob=entry.logprob, bytes=_token_bytes(tokenizer, token_id, text),
+        content.append(ChatTokenLogprob(token=text, logprob=json_logprob(entry.logprob), bytes=_token_bytes(tokenizer, token_id, text),
                                         top_logprobs=top))
     return ChatLogprobs(content=content)
 

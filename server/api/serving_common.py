@@ -65,13 +65,20 @@ def build_spec(request: _SamplingFields, engine: Engine, max_tokens: int, choice
     try:
         engine.validate(spec)
     except EngineError as exc:
-        raise bad_request(str(exc)) from exc
+        raise bad_request(str(exc), exc.param) from exc
     return spec
 
 
 def usage_info(prompt_tokens: int, completion_tokens: int) -> UsageInfo:
     return UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                      total_tokens=prompt_tokens + completion_tokens)
+
+
+_LOWEST_LOGPROB = -9999.0  # what vLLM's server sends for -inf (masked tokens): JSON has no infinity
+
+
+def json_logprob(logprob: float) -> float:
+    return max(logprob, _LOWEST_LOGPROB)
 
 
 def token_text(tokenizer, token_id: int) -> str:

@@ -9,7 +9,7 @@ from .errors import bad_request
 from .generation import ChoiceEvent, ChoiceResult, collect, merge, stream_choice
 from .protocol import (CompletionChoice, CompletionLogprobs, CompletionRequest, CompletionResponse, UsageInfo,
                        random_id)
-from .serving_common import ServingBase, build_spec, check_context, token_text, usage_info
+from .serving_common import ServingBase, build_spec, check_context, json_logprob, token_text, usage_info
 from ..prompts.method_prompts import CompletionPrompt
 from .serving_boundary import boundary_choice, exact_boundary_prompts
 from .serving_tools import structured_plan
@@ -38,9 +38,9 @@ class _LogprobBuilder:
             self.block.tokens.append(text)
             self.block.text_offset.append(self.offset)
             self.offset += len(text)
-            self.block.token_logprobs.append(None if entry is None else entry.logprob)
+            self.block.token_logprobs.append(None if entry is None else json_logprob(entry.logprob))
             self.block.top_logprobs.append(
-                None if entry is None else {token_text(self.tokenizer, tid): lp for tid, lp in entry.top})
+                None if entry is None else {token_text(self.tokenizer, tid): json_logprob(lp) for tid, lp in entry.top})
 
     def since(self, start: int) -> CompletionLogprobs:
         block = self.block

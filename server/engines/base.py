@@ -21,7 +21,12 @@ FinishReason = Literal["stop", "length", "abort"]
 
 
 class EngineError(RuntimeError):
-    """A request the engine cannot run (bad parameters for this engine). Mapped to HTTP 400."""
+    """A request the engine cannot run (bad parameters for this engine). Mapped to HTTP 400 naming
+    ``param`` (the request field at fault) where the engine knows it."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ class Engine(abc.ABC):
         Here: a plan it does not support; engines extend it with their own parameters."""
         refusal = self.supports(sampling.plan)
         if refusal is not None:
-            raise EngineError(refusal.message)
+            raise EngineError(refusal.message, refusal.param)
 
     @abc.abstractmethod
     def generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:

@@ -32,10 +32,12 @@ def sparse_negative(unit: Sequence) -> bool:
 
 
 def unit_scores(step: StepLogits, seqs: list[Sequence], units: list[Sequence]) -> torch.Tensor:
-    """The step's logits of every branch -> [len(units), V] rows to sample from."""
+    """The step's logits of every branch -> [len(units), V] rows to sample from. A constrained
+    unit's row is masked first, so a pair's plausibility cut ranks only the tokens its grammar
+    allows (masking after the cut could leave no token at all)."""
     last = step.last
     row_of = {id(s): i for i, s in enumerate(seqs)}
-    scores = last[[row_of[id(u)] for u in units]]
+    scores = constrained_scores(last[[row_of[id(u)] for u in units]], units)
     pairs = [k for k, u in enumerate(units) if u.negative is not None]
     if not pairs:
         return scores
@@ -55,8 +57,9 @@ def unit_scores(step: StepLogits, seqs: list[Sequence], units: list[Sequence]) -
 
 
 def constrained_scores(scores: torch.Tensor, units: list[Sequence]) -> torch.Tensor:
-    """Each constrained unit's row with the tokens its grammar forbids at -inf (in place), before
-    logprobs, penalties and sampling: vLLM's order, so both engines mask the same row."""
+    """Each constrained unit's row with the tokens its grammar forbids at -inf (in place, on the
+    units' own copy of the logits), before logprobs, penalties and sampling: vLLM's order, so both
+    engines mask the same row."""
     constraints = {k: u.constraint for k, u in enumerate(units) if u.constraint is not None}
     if not constraints:
         return scores
@@ -74,7 +77,7 @@ def run_step(runner: ModelRunner, scheduler: Scheduler, batch: ScheduledBatch,
     }
     sparse = {row_of[id(u.negative)] for u in units if u.negative is not None and sparse_negative(u)}
     step = runner.run(seqs, want_prompt, sparse)
-    scores = constrained_scores(unit_scores(step, seqs, units), units)
+    scores = unit_scores(step, seqs, units)
     rows = [
         SamplingRow(u.sampling, u.token_ids[:u.num_prompt_tokens], u.output_token_ids, u.generator)
         for u in units
