@@ -17,7 +17,7 @@ from ..decoding.structured import StructuredOutputPlan
 from ..plans import Capability, ContrastiveMethod, DecodingPlan, ImageInputs, capability_refusal
 from .protocol_methods import DEFAULT_DISTURBANCE, ContrastiveParams, SteerParams, _bad_request
 from .protocol_tools import (ChatCompletionTool, DeltaToolCall, ResponseFormat, StructuredOutputsRequest, ToolCallItem,
-                             ToolChoice)
+                             ToolChoice, _unset)
 
 if TYPE_CHECKING:
     from ..prompts.method_prompts import MethodPrompt
@@ -219,10 +219,6 @@ class ChatTokenLogprob(ChatTopLogprob):
 
 class ChatLogprobs(BaseModel):
     content: list[ChatTokenLogprob] | None = None
-
-
-def _unset(value: Any) -> bool:
-    return value is None
 
 
 class _AssistantMessage(BaseModel):

@@ -10,11 +10,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = [
-    "JsonSchemaFormat", "ResponseFormat", "StructuredOutputsRequest", "FunctionDefinition", "ChatCompletionTool",
-    "NamedFunction", "NamedToolChoice", "ToolChoice", "FunctionCall", "ToolCallItem", "DeltaFunctionCall",
-    "DeltaToolCall",
-]
 
 
 class JsonSchemaFormat(BaseModel):

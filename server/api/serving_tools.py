@@ -22,7 +22,6 @@ from .errors import bad_request
 from .protocol import ChatCompletionRequest, DeltaMessage, _SamplingFields
 from .protocol_tools import DeltaFunctionCall, DeltaToolCall, FunctionCall, ToolCallItem
 
-__all__ = ["ToolUse", "structured_plan", "tool_use", "tool_prompt", "reply_message", "ToolDeltas"]
 
 log = logging.getLogger(__name__)
 
