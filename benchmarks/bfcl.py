@@ -29,6 +29,8 @@ Arms (``--arms``):
 * ``auto``: ``tools`` + ``tool_choice="auto"`` (the model may answer in text; a call, once started,
   is constrained to a valid call of one of the tools);
 * ``required``: ``tool_choice="required"`` (every reply is one or more calls, constrained);
+* ``required-single``: ``required`` with ``parallel_tool_calls=false`` (exactly one call: what the
+  simple and multiple categories expect);
 * ``unconstrained``: ``tool_choice="auto"`` plus Braid's extension field ``tool_call_constraint: "none"``
   (sent in ``extra_body``): the tools are rendered into the prompt and calls parsed exactly as in
   ``auto``, but nothing constrains the generation. The baseline of "what constraints buy".
@@ -89,6 +91,7 @@ CATEGORIES = {"simple": "simple_python", "multiple": "multiple", "parallel": "pa
 ARMS = {
     "auto": {"tool_choice": "auto"},
     "required": {"tool_choice": "required"},
+    "required-single": {"tool_choice": "required", "parallel_tool_calls": False},
     "unconstrained": {"tool_choice": "auto", "extra_body": {"tool_call_constraint": "none"}},
 }
 REGISTRY_NAME = "braid-FC"  # no "_": the checker looks the name up with "_" replaced by "/"
