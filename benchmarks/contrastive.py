@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psutil
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from server_process import start_server, stop_server  # noqa: E402
+from structured_common import server_cpu  # noqa: E402
 
 STATEMENT = "the capital of France is Tokyo"
 USER = (f"In this story, {STATEMENT}. The travellers arrived early in the morning, walked through the busy "
@@ -91,19 +91,6 @@ async def probe(client: httpx.AsyncClient, method: str) -> str | None:
     body.pop("stream_options")
     response = await client.post("/v1/chat/completions", json=body)
     return None if response.status_code == 200 else f"{response.status_code}: {response.json()['error']['message']}"
-
-
-def server_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by the server and its child processes (vLLM's engine core)."""
-    root = psutil.Process(pid)
-    total = 0.0
-    for process in [root, *root.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 async def wave(client: httpx.AsyncClient, pid: int, method: str, concurrency: int, max_tokens: int,
