@@ -52,7 +52,7 @@ class ChatServing(ServingBase):
             prompt = VisionChatPrompt(engine.processor, request.messages, request.add_generation_prompt,
                                       request.chat_template_kwargs)
         elif tools is not None:
-            rendered = tool_prompt(request, tools, engine.tokenizer)
+            rendered = tool_prompt(request, tools, served.renders_tools)
             prompt = ChatPrompt(engine.tokenizer, list(rendered.messages), request.add_generation_prompt,
                                 {**(request.chat_template_kwargs or {}), **rendered.template_kwargs})
         else:  # text (images on a text-only model are a 400 here)

@@ -9,15 +9,15 @@ same format: whole (`reply_message`) or as a stream (`ToolDeltas`).
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from ..decoding.structured import StructuredOutputError, StructuredOutputPlan, validate_plan
 from ..tool_calling import (ArgumentsDelta, CallStart, ContentDelta, ParsedMessage, ToolCallFormat,
-                            ToolCallingError, ToolChoice, ToolSpec, get_tool_call_format, parse_tools,
-                            render_tool_prompt, resolve_tool_choice, template_renders_tools)
-from ..tool_calling import ToolPrompt
+                            ToolCallingError, ToolChoice, ToolPrompt, ToolSpec, get_tool_call_format, parse_tools,
+                            render_tool_prompt, resolve_tool_choice)
 from .errors import bad_request
 from .protocol import ChatCompletionRequest, DeltaMessage, _SamplingFields
 from .protocol_tools import DeltaFunctionCall, DeltaToolCall, FunctionCall, ToolCallItem
@@ -51,8 +51,6 @@ def structured_plan(request: _SamplingFields) -> StructuredOutputPlan | None:
 
 def _from_structured_outputs(so) -> tuple[StructuredOutputPlan, str]:
     if so.json_ is not None:
-        import json
-
         try:
             schema = so.json_ if isinstance(so.json_, dict) else json.loads(so.json_)
         except ValueError as exc:
@@ -117,14 +115,14 @@ def tool_use(request: ChatCompletionRequest, format_name: str) -> ToolUse | None
                    request.tool_call_constraint != "none")
 
 
-def tool_prompt(request: ChatCompletionRequest, use: ToolUse, tokenizer) -> ToolPrompt:
+def tool_prompt(request: ChatCompletionRequest, use: ToolUse, renders_tools: bool) -> ToolPrompt:
     """The conversation and template arguments with the tools and the call history rendered."""
     messages = [m.model_dump(exclude_none=True) for m in request.messages]
     for message in messages:
         if message.get("role") == "developer":
             message["role"] = "system"
     try:
-        return render_tool_prompt(messages, use.tools, use.fmt, template_renders_tools(tokenizer))
+        return render_tool_prompt(messages, use.tools, use.fmt, renders_tools)
     except ToolCallingError as exc:
         raise bad_request(exc.message, exc.param) from exc
 

@@ -25,6 +25,16 @@ class ServedModel:
     engine: Engine
     path: str
     boundary_reader: Callable[[], PromptBoundaryReader] = field(repr=False)  # the registry's, made on first use
+    _renders_tools: bool | None = field(default=None, init=False, repr=False)
+
+    @property
+    def renders_tools(self) -> bool:
+        """Whether the model's chat template renders ``tools`` itself (probed once: two renders)."""
+        if self._renders_tools is None:
+            from ..tool_calling import template_renders_tools
+
+            self._renders_tools = template_renders_tools(self.engine.tokenizer)
+        return self._renders_tools
 
     async def exact_boundary(self, prompt: str, seed: int | None, greedy: bool) -> HandOff:
         """Where a token-level model continues a prompt text that may end mid-token, read at byte
