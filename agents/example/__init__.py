@@ -1,0 +1,1 @@
+"""The smallest real workflow: a model calls an MCP tool, then answers from its result."""
