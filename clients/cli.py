@@ -93,6 +93,8 @@ app.command()(serve)
 app.command()(models)
 app.command()(chat)
 _add_optional("braid.memory.cli", "index_app", "index", "Index a corpus (JSONL/CSV/text folder) into a Braid store.")
+_add_optional("braid.agents.cli", "run_command", "run", "Run a workflow (agent) on an input, with live progress.")
+_add_optional("braid.agents.cli", "runs_app", "runs", "Runs of workflows: list, show, and the workflows available.")
 _add_optional("braid.tools.cli", "mcp_app", "mcp", "Run Braid's MCP tool servers (memory, search, python, calculator, llm).")
 
 if __name__ == "__main__":

@@ -83,12 +83,13 @@ class Workflow:
             if thread_id is None:
                 raise ValueError("resume needs the thread id of the run to continue")
             record = self.records.get(thread_id)
-            if record is None:
-                raise RunNotFound(thread_id)
-            if record.workflow != self.name:
-                raise WorkflowError(f"run {thread_id} is a {record.workflow!r} run, not {self.name!r}")
-            inputs = self.spec.input_model.model_validate(record.input)
-            config = self.spec.config_model.model_validate(record.config)
+            if record is not None:
+                if record.workflow != self.name:
+                    raise WorkflowError(f"run {thread_id} is a {record.workflow!r} run, not {self.name!r}")
+                inputs = self.spec.input_model.model_validate(record.input)
+                config = self.spec.config_model.model_validate(record.config)
+            else:  # started on another worker sharing the checkpointer: the state is all it needs
+                inputs = self.spec.input_model.model_construct()
         else:
             inputs = self.make_input(value)
             thread_id = thread_id or uuid.uuid4().hex
@@ -103,11 +104,12 @@ class Workflow:
             graph = self.spec.build(config).compile(checkpointer=saver)
             context = RunContext(config, thread_id, self.settings.files_dir(thread_id), meter, tools)
             run_config = {"configurable": {"thread_id": thread_id}, "recursion_limit": config.recursion_limit}
-            graph_input: dict[str, Any] | None = self.spec.start(inputs, config)
+            graph_input: dict[str, Any] | None = None if resume else self.spec.start(inputs, config)
             if resume:
-                graph_input = None
                 state = await graph.aget_state(run_config)
-                if not state.next and state.values and record.status == "finished":
+                if not state.values:
+                    raise RunNotFound(thread_id)
+                if not state.next and record is not None and record.status == "finished":
                     yield RunFinished(self._result_of_record(thread_id))
                     return
             attempt = self.records.start_run(thread_id, self.name, config.model_dump(mode="json"),

@@ -8,11 +8,8 @@ quality is not asserted (a 135M model is weak).
 """
 from __future__ import annotations
 
-import ast
 import json
-import operator
 import os
-from fractions import Fraction
 
 import httpx
 import jsonschema
@@ -25,6 +22,7 @@ from langgraph.prebuilt import ToolNode, tools_condition
 
 from braid.clients.mcp_tools import load_braid_tools, stdio_connection
 from braid.tools.calculator import CalculationError, calculate
+from arithmetic_reference import expected_result
 from server_process import start_server, stop_server
 
 pytestmark = pytest.mark.slow
@@ -71,30 +69,6 @@ def build_agent(llm: ChatOpenAI, tools):
     graph.add_conditional_edges("agent", tools_condition)
     graph.add_edge("tools", "agent")
     return graph.compile()
-
-
-_ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
-
-
-def exact_value(node: ast.AST) -> Fraction:
-    """Python's own arithmetic on + - * / and integer literals (ValueError for anything else)."""
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        return Fraction(node.value)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = exact_value(node.operand)
-        return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
-        return _ARITHMETIC[type(node.op)](exact_value(node.left), exact_value(node.right))
-    raise ValueError(f"not plain arithmetic: {ast.dump(node)}")
-
-
-def expected_result(expression: str) -> str | None:
-    """The calculator's exact answer computed here, or None where the expression is not plain arithmetic."""
-    try:
-        value = exact_value(ast.parse(expression.strip(), mode="eval").body)
-    except (SyntaxError, ValueError, ZeroDivisionError):
-        return None
-    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
 
 
 def text_of(message: ToolMessage) -> str:
