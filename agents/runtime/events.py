@@ -35,6 +35,8 @@ class NodeFinished:
     usage: dict[str, Usage]
     """Per role, the model calls this node made."""
     error: str | None = None
+    update: Any = None
+    """What the node returned (its state update), as LangGraph's `updates` stream mode gives it."""
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,8 @@ class Workflow:
                         usage = meter.task_usage(chunk["id"])
                         failed = str(chunk["error"]) if chunk.get("error") else None
                         self.records.node_finished(row, time.perf_counter() - t0, usage, failed)
-                        yield NodeFinished(node, chunk["id"], time.perf_counter() - t0, usage, failed)
+                        yield NodeFinished(node, chunk["id"], time.perf_counter() - t0, usage, failed,
+                                           chunk.get("result"))
                     elif mode == "custom" and isinstance(chunk, dict) and "braid_progress" in chunk:
                         yield Progress(chunk.get("node", ""), chunk["braid_progress"])
                     elif mode == "messages":
