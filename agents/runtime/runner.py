@@ -50,6 +50,25 @@ def _failure(exc: BaseException) -> BaseException:
     return exc
 
 
+REDACTED = "<redacted>"
+
+
+def _redacted(config: WorkflowConfig) -> dict[str, Any]:
+    """The config as recorded: API keys are not written to run records."""
+    data = config.model_dump(mode="json")
+    for role in data.get("roles", {}).values():
+        if role.get("api_key"):
+            role["api_key"] = REDACTED
+    return data
+
+
+def _with_keys(recorded: WorkflowConfig, current: WorkflowConfig) -> WorkflowConfig:
+    """A recorded config with each redacted key taken from the caller's config (else env BRAID_API_KEY)."""
+    roles = {name: role.model_copy(update={"api_key": current.role(name).api_key})
+             if role.api_key == REDACTED else role for name, role in recorded.roles.items()}
+    return recorded.model_copy(update={"roles": roles})
+
+
 class Workflow:
     def __init__(self, spec: WorkflowSpec, config: WorkflowConfig, settings: RuntimeSettings):
         self.spec, self.config, self.settings = spec, config, settings
@@ -87,7 +106,7 @@ class Workflow:
                 if record.workflow != self.name:
                     raise WorkflowError(f"run {thread_id} is a {record.workflow!r} run, not {self.name!r}")
                 inputs = self.spec.input_model.model_validate(record.input)
-                config = self.spec.config_model.model_validate(record.config)
+                config = _with_keys(self.spec.config_model.model_validate(record.config), self.config)
             else:  # started on another worker sharing the checkpointer: the state is all it needs
                 inputs = self.spec.input_model.model_construct()
         else:
@@ -112,7 +131,7 @@ class Workflow:
                 if not state.next and record is not None and record.status == "finished":
                     yield RunFinished(self._result_of_record(thread_id))
                     return
-            attempt = self.records.start_run(thread_id, self.name, config.model_dump(mode="json"),
+            attempt = self.records.start_run(thread_id, self.name, _redacted(config),
                                              inputs.model_dump(mode="json"), surface)
             yield RunStarted(thread_id, self.name, attempt, resume)
             status, error, output = "failed", None, None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 
 from fastapi import FastAPI
 
@@ -40,6 +41,11 @@ def build_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     app.state.completion_serving = CompletionServing(registry, settings, metrics)
     app.state.chat_serving = ChatServing(registry, settings, metrics)
+    app.state.workflow_serving = None
+    if settings.workflows:
+        from .serving_workflows import WorkflowServing  # braid.agents: only for servers that run workflows
+
+        app.state.workflow_serving = WorkflowServing(settings)
     install_routes(app)
     return app
 
@@ -49,5 +55,17 @@ def run_server(settings: Settings) -> None:
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings.home.mkdir(parents=True, exist_ok=True)
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=5)
+    sockets = None
+    if settings.port == 0 and settings.workflows:
+        # Workflows' roles default to this server's own URL: bind first to know the port.
+        sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.host, 0))
+        sockets = [sock]
+        settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+    config = uvicorn.Config(build_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    server.run(sockets=sockets)
+    if not server.started:
+        raise SystemExit(3)  # as uvicorn.run: start-up (model loading) failed

@@ -272,7 +272,8 @@ class ModelCard(BaseModel):
     owned_by: str = "braid"
     root: str | None = None
     max_model_len: int | None = None
-    engine: str | None = None
+    engine: str | None = Field(None, description="vllm, transformers, bytelevel, or `workflow` for a workflow id.")
+    workflow: str | None = Field(None, exclude_if=_unset, description="Braid extension: the workflow this id runs.")
 
 
 class ModelList(BaseModel):

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engines.base import EngineError
-from .errors import APIError, bad_request
+from .errors import APIError, bad_request, not_found
 from .protocol import (ChatCompletionRequest, CompletionRequest, DetokenizeRequest, DetokenizeResponse, ModelCard,
                        ModelList, TokenizeRequest, TokenizeResponse)
 from .serving_chat import render_chat
@@ -24,6 +24,11 @@ router = APIRouter()
 
 def _state(request: Request):
     return request.app.state
+
+
+def _workflow_id(raw: Request, model: str) -> bool:
+    workflows = _state(raw).workflow_serving
+    return workflows is not None and workflows.serves(model)
 
 
 async def require_api_key(request: Request) -> None:
@@ -66,18 +71,31 @@ async def _respond(raw: Request, serving, request) -> Response:
 
 @router.post("/v1/completions", dependencies=[Depends(require_api_key)])
 async def completions(request: CompletionRequest, raw: Request) -> Response:
+    if _workflow_id(raw, request.model):
+        raise bad_request(f"workflows answer chat completions only: {request.model!r} is a workflow; "
+                          "POST /v1/chat/completions", "model")
     return await _respond(raw, _state(raw).completion_serving, request)
 
 
 @router.post("/v1/chat/completions", dependencies=[Depends(require_api_key)])
 async def chat_completions(request: ChatCompletionRequest, raw: Request) -> Response:
+    workflows = _state(raw).workflow_serving
+    if workflows is not None:
+        if workflows.serves(request.model):
+            return await _respond(raw, workflows, request)
+        models = sorted(m.config.id for m in _state(raw).registry.all())
+        if request.model not in models:
+            raise not_found(f"The model `{request.model}` does not exist. Served models: {models}; "
+                            f"workflows: {workflows.ids()}", "model")
     return await _respond(raw, _state(raw).chat_serving, request)
 
 
 @router.get("/v1/models", dependencies=[Depends(require_api_key)])
 async def models(raw: Request) -> ModelList:
-    return ModelList(data=[ModelCard(id=m.config.id, root=m.path, max_model_len=m.engine.max_model_len,
-                                     engine=m.config.engine) for m in _state(raw).registry.all()])
+    cards = [ModelCard(id=m.config.id, root=m.path, max_model_len=m.engine.max_model_len, engine=m.config.engine)
+             for m in _state(raw).registry.all()]
+    workflows = _state(raw).workflow_serving
+    return ModelList(data=cards + (workflows.cards() if workflows is not None else []))
 
 
 @router.post("/tokenize", dependencies=[Depends(require_api_key)])
@@ -104,7 +122,8 @@ async def detokenize(request: DetokenizeRequest, raw: Request) -> DetokenizeResp
 
 @router.get("/health")
 async def health(raw: Request) -> Response:
-    return Response(status_code=200 if _state(raw).registry.all() else 503)
+    state = _state(raw)
+    return Response(status_code=200 if state.registry.all() or state.workflow_serving is not None else 503)
 
 
 @router.get("/metrics")

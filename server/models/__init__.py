@@ -4,11 +4,11 @@ the registry of served ids -> started engines (`ModelRegistry`, `ServedModel`) a
 """
 from .._lazy import lazy_exports
 
-__all__ = ["Settings", "ModelConfig", "load_settings", "DEFAULT_MODEL", "BYTE_KINDS", "ModelRegistry", "ServedModel",
+__all__ = ["Settings", "ModelConfig", "WorkflowEntry", "load_settings", "DEFAULT_MODEL", "BYTE_KINDS", "ModelRegistry", "ServedModel",
            "resolve_source"]
 
 __getattr__, __dir__ = lazy_exports(__name__, __all__, {
-    ".config": ["Settings", "ModelConfig", "load_settings", "DEFAULT_MODEL", "BYTE_KINDS"],
+    ".config": ["Settings", "ModelConfig", "WorkflowEntry", "load_settings", "DEFAULT_MODEL", "BYTE_KINDS"],
     ".registry": ["ModelRegistry", "ServedModel"],
     ".weights": ["resolve_source"],
 })

@@ -18,7 +18,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-__all__ = ["ModelConfig", "ByteRef", "EnsembleMember", "Settings", "load_settings", "DEFAULT_MODEL", "BYTE_KINDS"]
+__all__ = ["ModelConfig", "ByteRef", "EnsembleMember", "WorkflowEntry", "Settings", "load_settings", "DEFAULT_MODEL",
+           "BYTE_KINDS"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 EngineName = Literal["vllm", "transformers", "bytelevel"]
@@ -145,6 +146,23 @@ class ModelConfig(BaseModel):
         return parts
 
 
+class WorkflowEntry(BaseModel):
+    """A Braid workflow answered as a model id on /v1/chat/completions (``braid.agents``)."""
+
+    model_config = {"extra": "forbid"}
+
+    id: str = Field(min_length=1, description="Model id clients send in the `model` field.")
+    workflow: str | None = Field(None, description="Workflow name (`braid.agents.workflow_names()`) or "
+                                                   "`package.module:SPEC`; default: the id.")
+    config: dict[str, Any] | Path | None = Field(
+        None, description="The workflow's config, inline or a YAML/JSON/TOML file; roles without `base_url` use "
+                          "this server (or env BRAID_AGENT_BASE_URL).")
+
+    @property
+    def name(self) -> str:
+        return self.workflow or self.id
+
+
 class Settings(BaseSettings):
     """Braid server settings. Environment variables: BRAID_<FIELD>, e.g. BRAID_API_KEY."""
 
@@ -161,6 +179,9 @@ class Settings(BaseSettings):
     models: list[ModelConfig] = Field(default_factory=list, description="Models to serve.")
     max_queue: int = Field(256, ge=0, description="Requests allowed to wait beyond the running ones; more get 503.")
     max_n: int = Field(16, gt=0, description="Largest `n` accepted per request.")
+    workflows: list[WorkflowEntry] = Field(default_factory=list, description="Workflows served as model ids.")
+    agents_home: Path | None = Field(None, description="Where workflow runs are kept (agents/runs.sqlite, "
+                                                       "checkpoints, files); default: `home`.")
 
     @field_validator("models")
     @classmethod
@@ -174,9 +195,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _default_model(self) -> "Settings":
-        if not self.models:
+        if not self.models and not self.workflows:  # workflows alone: a gateway in front of other servers
             # float32: SmolLM2's de-quantized Q4 weights answer badly in bfloat16 (vLLM's CPU default).
             self.models = [ModelConfig(id=DEFAULT_MODEL, source=DEFAULT_MODEL, dtype="float32")]
+        return self
+
+    @model_validator(mode="after")
+    def _workflows_load(self) -> "Settings":
+        if self.workflows:
+            from .workflows import check_workflows  # imports braid.agents: only for servers that run workflows
+
+            check_workflows(self)
         return self
 
 
