@@ -77,7 +77,7 @@ def chat(
         messages.append({"role": "assistant", "content": "".join(answer)})
 
 
-def _add_optional(module: str, attr: str, name: str, help_text: str) -> None:
+def _add_optional(module: str, attr: str, name: str, help_text: str | None) -> None:
     """Sub-command groups that live beside their packages (memory indexing, MCP servers)."""
     try:
         sub = getattr(importlib.import_module(module), attr)
@@ -93,9 +93,10 @@ app.command()(serve)
 app.command()(models)
 app.command()(chat)
 _add_optional("braid.memory.cli", "index_app", "index", "Index a corpus (JSONL/CSV/text folder) into a Braid store.")
-_add_optional("braid.agents.cli", "run_command", "run", "Run a workflow (agent) on an input, with live progress.")
+_add_optional("braid.agents.cli", "run_command", "run", None)  # None: the command's own docstring
 _add_optional("braid.agents.cli", "runs_app", "runs", "Runs of workflows: list, show, and the workflows available.")
-_add_optional("braid.tools.cli", "mcp_app", "mcp", "Run Braid's MCP tool servers (memory, search, python, calculator, llm).")
+_add_optional("braid.tools.cli", "mcp_app", "mcp", "Run Braid's MCP servers (memory, search, python, calculator, llm, agents).")
+_add_optional("braid.agents.eval.cli", "eval_command", "eval", None)
 
 if __name__ == "__main__":
     app()

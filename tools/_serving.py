@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -33,6 +34,8 @@ class ServeOptions:
     sandbox_limits: dict[str, float] = field(default_factory=dict)
     """Overrides of SandboxLimits fields (python)."""
     allow_weak_sandbox: bool = False
+    workflow_configs: Mapping[str, Path] = field(default_factory=dict)
+    """Config file per workflow name; a workflow not named runs with its defaults (agents)."""
 
     def __post_init__(self) -> None:
         if self.transport not in ("stdio", "http"):
@@ -54,11 +57,15 @@ SERVERS: dict[str, ServerSpec] = {spec.name: spec for spec in [
     ServerSpec("python", "braid.tools.python_server", "run Python code in an isolated sandbox (no network, limits, read-only system)"),
     ServerSpec("calculator", "braid.tools.calculator_server", "exact arithmetic and math functions over a safe expression parser"),
     ServerSpec("llm", "braid.tools.llm_server", "generate / chat through a Braid or any OpenAI-compatible server"),
+    ServerSpec("agents", "braid.agents.surfaces.mcp_server",
+               "each Braid workflow as a tool (progress, structured result, cancellation)"),
 ]}
 
 
-def new_fastmcp(name: str, instructions: str, options: ServeOptions) -> FastMCP:
-    return FastMCP(name=f"braid-{name}", instructions=instructions, host=options.host, port=options.port,
+def new_fastmcp(name: str, instructions: str, options: ServeOptions,
+                factory: Callable[..., FastMCP] = FastMCP) -> FastMCP:
+    """`factory` (FastMCP or a subclass) with Braid's name, instructions and network settings."""
+    return factory(name=f"braid-{name}", instructions=instructions, host=options.host, port=options.port,
                    log_level="WARNING")
 
 

@@ -13,12 +13,13 @@ from ._serving import SERVERS, ServeOptions, build_server, run_server
 __all__ = ["mcp_app"]
 
 mcp_app = typer.Typer(
-    help="Braid's MCP servers (memory, search, python, calculator, llm) over stdio or streamable HTTP.",
+    help="Braid's MCP servers (memory, search, python, calculator, llm, agents) over stdio or streamable HTTP.",
     no_args_is_help=True, add_completion=False,
 )
 
 ServerName = Enum("ServerName", {name: name for name in SERVERS}, type=str)
 STORE_PANEL, LLM_PANEL, PYTHON_PANEL = "memory / search options", "llm options", "python options"
+AGENTS_PANEL = "agents options"
 
 
 class TransportName(str, Enum):
@@ -29,6 +30,21 @@ class TransportName(str, Enum):
 class EmbedderName(str, Enum):
     minilm = "minilm"
     hashing = "hashing"
+
+
+def parse_workflow_configs(values: list[str] | None) -> dict[str, Path]:
+    """NAME=FILE pairs -> {NAME: FILE}; a malformed or repeated pair is a usage error (exit 2)."""
+    configs: dict[str, Path] = {}
+    for value in values or []:
+        name, sep, file = value.partition("=")
+        name, file = name.strip(), file.strip()
+        if not sep or not name or not file:
+            raise typer.BadParameter(f"{value!r} is not NAME=FILE, e.g. example=example.yaml",
+                                     param_hint="--workflow-config")
+        if name in configs:
+            raise typer.BadParameter(f"workflow {name!r} is given a config twice", param_hint="--workflow-config")
+        configs[name] = Path(file).expanduser()
+    return configs
 
 
 @mcp_app.command("list")
@@ -72,15 +88,22 @@ def serve(
     allow_weak_sandbox: Annotated[bool, typer.Option(
         help="Run code even where namespaces are unavailable (process limits only: NOT a security boundary).",
         rich_help_panel=PYTHON_PANEL)] = False,
+    workflow_config: Annotated[Optional[list[str]], typer.Option(
+        metavar="NAME=FILE", show_default=False,
+        help="Config file (YAML, JSON or TOML: roles' models, MCP tools, workflow fields) for workflow NAME; "
+             "repeat for several workflows. Workflows not named run with their defaults (model server at "
+             "BRAID_AGENT_BASE_URL or http://127.0.0.1:8000/v1). Runs are recorded under BRAID_HOME.",
+        rich_help_panel=AGENTS_PANEL)] = None,
 ) -> None:
     """Run one MCP server until stopped (stdio: until the host closes the pipe)."""
     limits = {"wall_seconds": timeout, "cpu_seconds": cpu_time, "memory_bytes": memory_mb << 20,
               "max_output_bytes": max_output_kb << 10}
+    workflow_configs = parse_workflow_configs(workflow_config)
     try:
         options = ServeOptions(transport=transport.value, host=host, port=port, store=store, embedder=embedder.value,
                                collection=collection, base_url=base_url, api_key=api_key, model=model,
                                request_timeout_s=request_timeout, sandbox_limits=limits,
-                               allow_weak_sandbox=allow_weak_sandbox)
+                               allow_weak_sandbox=allow_weak_sandbox, workflow_configs=workflow_configs)
         server = build_server(name.value, options)
     except (ValueError, RuntimeError) as exc:
         typer.echo(f"error: cannot start the {name.value} server: {exc}", err=True)

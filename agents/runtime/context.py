@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 from langchain_openai import ChatOpenAI
@@ -17,9 +18,14 @@ from .usage import UsageMeter
 __all__ = ["RunContext", "chat_model"]
 
 
-def chat_model(role: str, settings: RoleModel, meter: UsageMeter | None = None) -> ChatOpenAI:
-    """LangChain's ChatOpenAI on the role's endpoint; usage of every call goes to `meter`."""
-    return ChatOpenAI(base_url=settings.base_url, api_key=settings.resolved_api_key(), model=settings.model or "",
+def chat_model(role: str, settings: RoleModel, meter: UsageMeter | None = None,
+               http: httpx.AsyncClient | None = None) -> ChatOpenAI:
+    """LangChain's ChatOpenAI on the role's endpoint; usage of every call goes to `meter`.
+
+    `http`: the run's own connection pool. ChatOpenAI otherwise shares one cached client per base URL
+    across event loops, which breaks the second `asyncio.run` (each `Workflow.invoke`).
+    """
+    return ChatOpenAI(http_async_client=http, base_url=settings.base_url, api_key=settings.resolved_api_key(), model=settings.model or "",
                       temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens,
                       seed=settings.seed, timeout=settings.timeout_s, max_retries=settings.max_retries,
                       extra_body=settings.extra_body or None, stream_usage=True,
@@ -33,11 +39,12 @@ class RunContext:
     files_dir: Path
     meter: UsageMeter
     tools_by_server: dict[str, list[BaseTool]] = field(default_factory=dict)
+    http: httpx.AsyncClient | None = None
     _models: dict[str, ChatOpenAI] = field(default_factory=dict)
 
     def model(self, role: str) -> BaseChatModel:
         if role not in self._models:
-            self._models[role] = chat_model(role, self.config.role(role), self.meter)
+            self._models[role] = chat_model(role, self.config.role(role), self.meter, self.http)
         return self._models[role]
 
     def tools(self, *servers: str) -> list[BaseTool]:

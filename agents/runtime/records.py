@@ -129,6 +129,11 @@ class RunRecords:
         self._write("UPDATE nodes SET finished_at = ?, seconds = ?, status = ?, usage = ?, error = ? WHERE id = ?",
                     (time.time(), seconds, "failed" if error else "finished", _dump_usage_map(usage), error, row_id))
 
+    def node_restored(self, row_id: int) -> None:
+        """A node LangGraph announced on resume but did not run: its writes came from the checkpoint."""
+        self._write("UPDATE nodes SET finished_at = ?, seconds = 0, status = 'restored' WHERE id = ?",
+                    (time.time(), row_id))
+
     def finish_run(self, thread_id: str, status: str, elapsed_s: float, usage: Usage, usage_by_role: dict[str, Usage],
                    output: dict[str, Any] | None, error: str | None) -> None:
         """`elapsed_s` and usage are this attempt's: they are added to earlier attempts'."""

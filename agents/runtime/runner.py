@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
+import httpx
 import openai
 from langchain_core.messages import AIMessageChunk
 
@@ -121,7 +122,8 @@ class Workflow:
             tools = await open_tools(stack, config.tools)
             saver = await stack.enter_async_context(open_checkpointer(self.settings.checkpoint_url))
             graph = self.spec.build(config).compile(checkpointer=saver)
-            context = RunContext(config, thread_id, self.settings.files_dir(thread_id), meter, tools)
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=None))  # per-request timeouts: roles'
+            context = RunContext(config, thread_id, self.settings.files_dir(thread_id), meter, tools, http)
             run_config = {"configurable": {"thread_id": thread_id}, "recursion_limit": config.recursion_limit}
             graph_input: dict[str, Any] | None = None if resume else self.spec.start(inputs, config)
             if resume:
@@ -138,7 +140,10 @@ class Workflow:
             open_nodes: dict[str, tuple[int, float, str]] = {}
             modes = ["tasks", "custom", *(["messages"] if tokens else [])]
             try:
-                async for mode, chunk in graph.astream(graph_input, run_config, context=context, stream_mode=modes):
+                # durability="sync": a step's checkpoint is on disk before the next step starts, so a
+                # kill loses at most the step in flight.
+                async for mode, chunk in graph.astream(graph_input, run_config, context=context, stream_mode=modes,
+                                                       durability="sync"):
                     if mode == "tasks" and "result" not in chunk:
                         row = self.records.node_started(thread_id, attempt, chunk["name"], chunk["id"])
                         open_nodes[chunk["id"]] = (row, time.perf_counter(), chunk["name"])
@@ -157,6 +162,8 @@ class Workflow:
                         if isinstance(message, AIMessageChunk) and isinstance(message.content, str) and message.content:
                             yield TokenDelta(meta.get("langgraph_node", ""), meta.get("braid_role", ""),
                                              message.content)
+                for row, _, _ in open_nodes.values():  # announced, then satisfied by writes saved before a stop
+                    self.records.node_restored(row)
                 state = await graph.aget_state(run_config)
                 output = self.spec.output(state.values, context)
                 status = "finished"

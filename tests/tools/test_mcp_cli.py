@@ -10,7 +10,8 @@ runner = CliRunner()
 def test_list_names_every_server():
     result = runner.invoke(mcp_app, ["list"])
     assert result.exit_code == 0
-    assert [line.split()[0] for line in result.output.splitlines()] == ["memory", "search", "python", "calculator", "llm"]
+    assert [line.split()[0] for line in result.output.splitlines()] == ["memory", "search", "python", "calculator", "llm",
+                                                                                 "agents"]
 
 
 def test_serve_help_documents_the_options():

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import operator
+import random
 import re
 from typing import TypedDict
 
@@ -90,3 +92,39 @@ SPEC = WorkflowSpec(name="arith", summary="arithmetic without a model server (te
 
 # The same, but its `default` role needs a model server: with an unreachable base_url every run fails to start.
 NEEDS_SERVER = dataclasses.replace(SPEC, name="arith-served", roles=("default",))
+
+
+# --- datasets for the tests -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    id: str
+    a: int
+    op: str
+    b: int
+
+    @property
+    def text(self) -> str:
+        return f"What is {self.a} {self.op} {self.b}?"
+
+    def answer(self, wrong_every: int = 0) -> int:
+        """What the workflow answers with `wrong_every` (the expected answer with 0)."""
+        value = OPERATORS[self.op](self.a, self.b)
+        return value + 1 if wrong_every and self.a % wrong_every == 0 else value
+
+
+FAILING = {"bad": "What is love?", "empty": ""}
+"""Items whose runs fail: no arithmetic in the question (RunFailed), an empty input (InputError)."""
+
+
+def write_dataset(path, count: int, seed: int = 0) -> list[Question]:
+    """`count` arithmetic questions (ids q0, q1, ...) then the FAILING items, as JSONL at `path`."""
+    rng = random.Random(seed)
+    questions = [Question(f"q{i}", rng.randint(1, 99), rng.choice("+-*"), rng.randint(1, 99)) for i in range(count)]
+    with open(path, "w") as f:
+        for q in questions:
+            f.write(json.dumps({"id": q.id, "question": q.text, "answer": q.answer()}) + "\n")
+        f.write(json.dumps({"id": "bad", "question": FAILING["bad"], "answer": "baby"}) + "\n")
+        f.write(json.dumps({"id": "empty", "input": FAILING["empty"], "answer": 0}) + "\n")
+    return questions

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from braid.agents.runtime.records import RunRecords
-from conftest import QUESTION, example_config
+from example_setup import QUESTION, example_config
 from postgres_server import postgres_bin, start_postgres
 
 pytestmark = pytest.mark.slow

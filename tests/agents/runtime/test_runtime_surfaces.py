@@ -18,7 +18,7 @@ from braid.agents import RuntimeSettings, load_workflow
 from braid.agents.runtime.events import NodeFinished, NodeStarted, RunFinished, RunStarted
 from braid.agents.runtime.records import RunRecords
 from braid.agents.runtime.usage import Usage
-from conftest import QUESTION, example_config
+from example_setup import QUESTION, example_config
 
 pytestmark = pytest.mark.slow
 
@@ -117,3 +117,12 @@ def test_cli_names_what_is_not_reachable(smollm2_server, agents_home, tmp_path):
     assert empty.returncode == 2 and "empty input" in empty.stderr
     unknown = braid_cli("run", "no-such-workflow", "x", env=env)
     assert unknown.returncode == 2 and "unknown workflow 'no-such-workflow'" in unknown.stderr
+
+
+def test_invoke_twice_in_one_process(smollm2_server, agents_home):
+    """Each `invoke` runs its own event loop; the second must not reuse the first's connections."""
+    workflow = load_workflow("example", example_config(smollm2_server.base_url, answer_max_tokens=4),
+                             settings=RuntimeSettings(home=agents_home))
+    first, second = workflow.invoke(QUESTION), workflow.invoke(QUESTION)
+    assert first.status == second.status == "finished" and first.thread_id != second.thread_id
+    assert first.output == second.output  # greedy decoding

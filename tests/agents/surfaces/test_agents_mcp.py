@@ -16,6 +16,7 @@ import sys
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import TypedDict
 
 import jsonschema
 import pytest
@@ -27,21 +28,22 @@ from mcp.shared.memory import create_connected_server_and_client_session
 from mcp.types import (BlobResourceContents, CancelledNotification, CancelledNotificationParams, ClientNotification,
                        EmbeddedResource, ResourceLink, TextContent, TextResourceContents)
 from pydantic import Field
-from typing_extensions import TypedDict
+from typer.testing import CliRunner
 
 from braid.agents.example.workflow import ExampleOutput
 from braid.agents.runtime import registry
 from braid.agents.runtime.config import RuntimeSettings, WorkflowConfig
 from braid.agents.runtime.context import RunContext
-from braid.agents.runtime.io import Artifact, WorkflowInput, WorkflowOutput
+from braid.agents.runtime.io import Artifact, WorkflowOutput
 from braid.agents.runtime.records import RunRecords
 from braid.agents.runtime.registry import WorkflowSpec
 from braid.agents.runtime.runner import load_workflow
 from braid.agents.surfaces.mcp_server import EMBED_LIMIT, build_server, file_uri
 from braid.clients.mcp_client import connect_stdio
 from braid.tools._serving import ServeOptions
+from braid.tools.cli import mcp_app
 
-from conftest import QUESTION, example_config
+from example_setup import QUESTION, example_config
 from server_process import free_port
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
@@ -104,7 +106,7 @@ def files_server(agents_home, monkeypatch):
     return build_server(ServeOptions())
 
 
-class Progress:
+class ProgressLog:
     """A progress callback that keeps every notification, and signals when one says `when`."""
 
     def __init__(self, when: str | None = None):
@@ -147,7 +149,7 @@ async def test_tools_have_the_workflows_schemas(files_server):
 
 
 async def test_a_call_reports_progress_and_returns_the_output_and_its_files(files_server, agents_home):
-    progress = Progress()
+    progress = ProgressLog()
     async with create_connected_server_and_client_session(files_server) as client:
         tool = next(t for t in (await client.list_tools()).tools if t.name == "files")
         result = await client.call_tool("files", {"text": "fast", "thread_id": "files-1"},
@@ -197,7 +199,7 @@ async def test_bad_inputs_are_error_results(files_server):
 
 async def test_cancelling_a_call_stops_the_run_and_records_it_cancelled(files_server, agents_home):
     records = RunRecords(RuntimeSettings(home=agents_home).records_path)
-    progress = Progress(when="node wait started")
+    progress = ProgressLog(when="node wait started")
     async with create_connected_server_and_client_session(files_server) as client:
         request_id = client._request_id  # the id call_tool's request gets (ids are sequential)
         call = asyncio.create_task(client.call_tool("files", {"text": "slow", "thread_id": "files-slow"},
@@ -213,6 +215,29 @@ async def test_cancelling_a_call_stops_the_run_and_records_it_cancelled(files_se
         assert (await client.call_tool("files", {"text": "fast"})).isError is False
 
 
+async def test_a_call_cancelled_while_its_progress_is_being_sent_is_recorded_cancelled(files_server, agents_home):
+    records = RunRecords(RuntimeSettings(home=agents_home).records_path)
+    release = asyncio.Event()
+    progress = ProgressLog(when="node draw finished")
+
+    async def slow_client(progress_value, total, message):
+        await progress(progress_value, total, message)
+        if progress.hit.is_set():
+            await release.wait()  # the client stops reading: the server's next notifications block
+
+    async with create_connected_server_and_client_session(files_server) as client:
+        request_id = client._request_id
+        call = asyncio.create_task(client.call_tool("files", {"text": "fast", "thread_id": "files-blocked"},
+                                                    progress_callback=slow_client))
+        await asyncio.wait_for(progress.hit.wait(), 20)
+        await asyncio.sleep(0.5)
+        await cancel_request(client, request_id)
+        await wait_for_status(records, "files-blocked", "cancelled")
+        release.set()
+        with pytest.raises(McpError, match="cancelled"):
+            await call
+
+
 async def test_an_unreachable_model_server_is_an_error_result_naming_its_url(agents_home, tmp_path):
     url = f"http://127.0.0.1:{free_port()}/v1"
     config = tmp_path / "example.json"
@@ -222,6 +247,20 @@ async def test_an_unreachable_model_server_is_an_error_result_naming_its_url(age
         result = await client.call_tool("example", {"text": QUESTION})
     assert result.isError
     assert url in result.content[0].text and "not reachable" in result.content[0].text
+
+
+def test_cli_lists_the_server_and_rejects_bad_workflow_configs(tmp_path, agents_home):
+    runner = CliRunner()
+    assert "agents" in runner.invoke(mcp_app, ["list"]).output
+    assert "--workflow-config" in runner.invoke(mcp_app, ["serve", "--help"], terminal_width=200).output
+    cases = {("example",): "is not NAME=FILE",
+             ("example=a.yaml", "example=b.yaml"): "given a config twice",
+             ("nosuch=a.yaml",): "unknown workflow(s) ['nosuch']; available: ",
+             (f"example={tmp_path / 'missing.yaml'}",): "missing.yaml does not exist"}
+    for values, message in cases.items():
+        args = [arg for value in values for arg in ("--workflow-config", value)]
+        result = runner.invoke(mcp_app, ["serve", "agents", *args], terminal_width=200)
+        assert result.exit_code == 2 and message in " ".join(result.output.replace("│", " ").split()), (values, result.output)
 
 
 # --- over stdio, against a real Braid server and Braid's calculator MCP server -----------------------------
@@ -271,7 +310,7 @@ async def example_session(smollm2_server, stdio_home, tmp_path_factory):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def example_call(example_session):
-    progress = Progress()
+    progress = ProgressLog()
     result = await example_session.call_tool("example", {"text": QUESTION}, progress_callback=progress)
     return result, progress
 
@@ -340,7 +379,7 @@ async def test_example_answer_is_the_same_as_in_process(example_call, smollm2_se
 @pytest.mark.asyncio(loop_scope="module")
 async def test_cancelled_example_call_is_recorded_cancelled_then_resumes(example_session, example_call, stdio_home):
     records = RunRecords(RuntimeSettings(home=stdio_home).records_path)
-    progress = Progress(when="node call_tool started")
+    progress = ProgressLog(when="node call_tool started")
     request_id = example_session._request_id  # the id call_tool's request gets (ids are sequential)
     call = asyncio.create_task(example_session.call_tool("example", {"text": QUESTION, "thread_id": "mcp-cancel"},
                                                          progress_callback=progress))

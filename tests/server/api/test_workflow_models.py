@@ -5,7 +5,6 @@ record's per-node usage, progress while streaming, and the errors (unknown id, c
 workflow, refused fields, a model server that is down, invalid config at start-up)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -30,19 +29,11 @@ from braid.agents.runtime.usage import Usage
 from braid.server.models.config import load_settings
 from server_process import free_port, start_server, stop_server
 
-
-def _agents_conftest():
-    """tests/agents/conftest.py's constants (a conftest cannot be imported across folders by name)."""
-    path = Path(__file__).parents[2] / "agents" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("agents_conftest_for_workflow_models", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(Path(__file__).parents[2] / "agents"))
+from example_setup import MODEL, QUESTION, example_config, smollm2_settings  # noqa: E402
 
 
-_AGENTS = _agents_conftest()
-MODEL, QUESTION, example_config, smollm2_settings = (_AGENTS.MODEL, _AGENTS.QUESTION, _AGENTS.example_config,
-                                                     _AGENTS.smollm2_settings)
+
 API_KEY = "workflow-key"
 NODES = ["call_tool", "run_tools", "answer"]
 MESSAGES = [{"role": "user", "content": QUESTION}]
