@@ -94,7 +94,8 @@ def _result_json(result: RunResult) -> dict:
             "output": result.output.model_dump(mode="json") if result.output else None,
             "usage": result.usage.as_dict(),
             "usage_by_role": {role: u.as_dict() for role, u in result.usage_by_role.items()},
-            "elapsed_s": result.elapsed_s, "model_s": result.usage.model_s, "other_s": result.other_s}
+            "elapsed_s": result.elapsed_s, "model_s": result.usage.model_s, "model_wall_s": result.model_wall_s,
+            "other_s": result.other_s}
 
 
 def _deliver_files(result: RunResult, out: Path | None) -> None:

@@ -88,10 +88,12 @@ def _utc() -> str:
 
 
 def _row(workflow: Workflow, arm: Arm, item: EvalItem, digest: str, started: float, usage: Usage,
-         **outcome: Any) -> ItemResult:
+         model_s: float | None = None, **outcome: Any) -> ItemResult:
+    """`model_s`: the time a model call was in flight (parallel calls once); else the calls' summed time."""
     return ItemResult(arm=arm.name, id=item.id, workflow=workflow.name, expected=item.answer, config_digest=digest,
                       prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                      total_tokens=usage.total_tokens, calls=usage.calls, model_s=usage.model_s,
+                      total_tokens=usage.total_tokens, calls=usage.calls,
+                      model_s=usage.model_s if model_s is None else model_s,
                       elapsed_s=time.perf_counter() - started, written_at=_utc(), **outcome)
 
 
@@ -111,8 +113,8 @@ async def _run_item(workflow: Workflow, arm: Arm, item: EvalItem, digest: str) -
     except Exception as exc:  # noqa: BLE001 - a judge that raises on one output must not stop an eval of hours
         return _row(workflow, arm, item, digest, started, result.usage, status="failed", correct=False,
                     answer=answer, thread_id=result.thread_id, error=f"is_correct raised {type(exc).__name__}: {exc}")
-    return _row(workflow, arm, item, digest, started, result.usage, status="finished", correct=correct,
-                answer=answer, thread_id=result.thread_id)
+    return _row(workflow, arm, item, digest, started, result.usage, result.model_wall_s, status="finished",
+                correct=correct, answer=answer, thread_id=result.thread_id)
 
 
 class _Tally:

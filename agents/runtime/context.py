@@ -11,6 +11,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 from langchain_openai import ChatOpenAI
 from langgraph.config import get_config, get_stream_writer
+from mcp import ClientSession
+
+from braid.clients.mcp_client import call_tool
 
 from .config import RoleModel, WorkflowConfig
 from .usage import UsageMeter
@@ -40,6 +43,8 @@ class RunContext:
     meter: UsageMeter
     tools_by_server: dict[str, list[BaseTool]] = field(default_factory=dict)
     http: httpx.AsyncClient | None = None
+    sessions: dict[str, ClientSession] = field(default_factory=dict)
+    """The run's open MCP sessions, by server name."""
     _models: dict[str, ChatOpenAI] = field(default_factory=dict)
 
     def model(self, role: str) -> BaseChatModel:
@@ -55,6 +60,13 @@ class RunContext:
             raise KeyError(f"no MCP server {missing} in this workflow's `tools` config "
                            f"(configured: {sorted(self.tools_by_server)})")
         return [tool for name in names for tool in self.tools_by_server[name]]
+
+    async def call_tool(self, server: str, name: str, arguments: dict[str, Any] | None = None) -> Any:
+        """Calls an MCP tool directly (not through a model): its structured result, or McpToolError."""
+        if server not in self.sessions:
+            raise KeyError(f"no MCP server {server!r} in this workflow's `tools` config "
+                           f"(configured: {sorted(self.sessions)})")
+        return await call_tool(self.sessions[server], name, arguments)
 
     def progress(self, **data: Any) -> None:
         """Reports progress (round, scores, ...) to whichever surface runs the workflow."""

@@ -65,11 +65,14 @@ class RunResult:
     usage_by_role: dict[str, Usage] = field(default_factory=dict)
     elapsed_s: float = 0.0
     error: str | None = None
+    model_wall_s: float | None = None
+    """Seconds during which a model call was in flight (parallel calls once); None: not measured."""
 
     @property
     def other_s(self) -> float:
         """Run time not spent waiting for models."""
-        return max(0.0, self.elapsed_s - self.usage.model_s)
+        model = self.model_wall_s if self.model_wall_s is not None else self.usage.model_s
+        return max(0.0, self.elapsed_s - model)
 
 
 @dataclass(frozen=True)

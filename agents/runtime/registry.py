@@ -39,7 +39,7 @@ class WorkflowSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-_BUILTIN = {"example": "braid.agents.example.workflow"}
+_BUILTIN = {"example": "braid.agents.example.workflow", "xolver": "braid.agents.xolver.workflow"}
 _registered: dict[str, WorkflowSpec] = {}
 
 

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -119,11 +120,12 @@ class Workflow:
         meter = UsageMeter()
         async with AsyncExitStack() as stack:
             config = await resolve_roles(config, self.spec.roles)
-            tools = await open_tools(stack, config.tools)
+            servers = await open_tools(stack, config.tools, Path(self.settings.home))
             saver = await stack.enter_async_context(open_checkpointer(self.settings.checkpoint_url))
             graph = self.spec.build(config).compile(checkpointer=saver)
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=None))  # per-request timeouts: roles'
-            context = RunContext(config, thread_id, self.settings.files_dir(thread_id), meter, tools, http)
+            context = RunContext(config, thread_id, self.settings.files_dir(thread_id), meter, servers.tools, http,
+                                 servers.sessions)
             run_config = {"configurable": {"thread_id": thread_id}, "recursion_limit": config.recursion_limit}
             graph_input: dict[str, Any] | None = None if resume else self.spec.start(inputs, config)
             if resume:
@@ -180,7 +182,8 @@ class Workflow:
                 elapsed = time.perf_counter() - started
                 self.records.finish_run(thread_id, status, elapsed, meter.total(), meter.by_role(),
                                         output.model_dump(mode="json") if output is not None else None, error)
-            yield RunFinished(RunResult(thread_id, self.name, status, output, meter.total(), meter.by_role(), elapsed))
+            yield RunFinished(RunResult(thread_id, self.name, status, output, meter.total(), meter.by_role(), elapsed,
+                                        model_wall_s=meter.model_wall_s()))
 
     def _result_of_record(self, thread_id: str) -> RunResult:
         record = self.records.get(thread_id)

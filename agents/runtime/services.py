@@ -3,10 +3,14 @@ server (and its model id), and one MCP session per tool server, kept open for th
 from __future__ import annotations
 
 import asyncio
+import os
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from langchain_core.tools import BaseTool
+from mcp import ClientSession
 
 from braid.clients.mcp_client import braid_server_command, connect_http, connect_stdio
 from braid.clients.mcp_tools import tools_from_session
@@ -14,7 +18,7 @@ from braid.clients.mcp_tools import tools_from_session
 from .config import McpServer, RoleModel, WorkflowConfig
 from .errors import ServiceUnreachable
 
-__all__ = ["open_tools", "resolve_roles"]
+__all__ = ["OpenServers", "open_tools", "resolve_roles"]
 
 
 async def _served_models(settings: RoleModel) -> list[str]:
@@ -58,28 +62,42 @@ async def resolve_roles(config: WorkflowConfig, roles: tuple[str, ...]) -> Workf
     return config.model_copy(update={"roles": resolved})
 
 
-async def _open_one(stack: AsyncExitStack, name: str, server: McpServer) -> list[BaseTool]:
+@dataclass
+class OpenServers:
+    sessions: dict[str, ClientSession] = field(default_factory=dict)
+    tools: dict[str, list[BaseTool]] = field(default_factory=dict)
+
+
+def _expand(value: str, home: Path) -> str:
+    """`${BRAID_HOME}` is the runtime's home (set or not in the environment); other `$VARS` as the shell."""
+    return os.path.expandvars(value.replace("${BRAID_HOME}", str(home)).replace("$BRAID_HOME", str(home)))
+
+
+async def _open_one(stack: AsyncExitStack, server: McpServer, home: Path) -> ClientSession:
+    env = {key: _expand(value, home) for key, value in server.env.items()}
     if server.url:
-        session = await stack.enter_async_context(connect_http(server.url))
-    elif server.braid:
-        command, args = braid_server_command(server.braid, *server.options)
-        session = await stack.enter_async_context(connect_stdio(command, args, env=server.env))
-    else:
-        session = await stack.enter_async_context(connect_stdio(server.command or "", server.args, env=server.env))
-    return await tools_from_session(session, server_name=name)
+        return await stack.enter_async_context(connect_http(_expand(server.url, home)))
+    if server.braid:
+        command, args = braid_server_command(server.braid, *(_expand(o, home) for o in server.options))
+        return await stack.enter_async_context(connect_stdio(command, args, env=env))
+    return await stack.enter_async_context(connect_stdio(_expand(server.command or "", home),
+                                                         [_expand(a, home) for a in server.args], env=env))
 
 
-async def open_tools(stack: AsyncExitStack, servers: dict[str, McpServer],
-                     timeout_s: float = 60.0) -> dict[str, list[BaseTool]]:
-    """One session per server on `stack` (closed with it); a server that does not start is named."""
-    tools: dict[str, list[BaseTool]] = {}
+async def open_tools(stack: AsyncExitStack, servers: dict[str, McpServer], home: Path,
+                     timeout_s: float = 60.0) -> OpenServers:
+    """One session per server on `stack` (closed with it), and its tools; a server that does not start
+    is named."""
+    opened = OpenServers()
     for name, server in servers.items():
         try:
             async with asyncio.timeout(timeout_s):  # same task: the session's cancel scopes stay in it
-                tools[name] = await _open_one(stack, name, server)
+                session = await _open_one(stack, server, home)
+                opened.sessions[name] = session
+                opened.tools[name] = await tools_from_session(session, server_name=name)
         except Exception as exc:  # noqa: BLE001 - any start failure is reported as one
             hint = ("start it with `braid mcp serve NAME --transport http`" if server.url
                     else "check that the command runs")
             raise ServiceUnreachable(f"MCP server {name!r}", server.describe(),
                                      f"{type(exc).__name__}: {exc}; {hint}") from None
-    return tools
+    return opened

@@ -62,6 +62,8 @@ class UsageMeter(BaseCallbackHandler):
 
     by_key: dict[tuple[str, str], Usage] = field(default_factory=dict)
     by_task: dict[str, dict[str, Usage]] = field(default_factory=dict)
+    intervals: list[tuple[float, float]] = field(default_factory=list)
+    """(start, end) of every model call, for the time any call was in flight."""
     """Per LangGraph task id (one node execution), usage per role."""
     _open: dict[UUID, tuple[str, str, str, float]] = field(default_factory=dict)
 
@@ -85,7 +87,9 @@ class UsageMeter(BaseCallbackHandler):
     def _close(self, run_id: UUID, response: LLMResult | None) -> None:
         node, role, task, started = self._open.pop(run_id, ("", "", "", time.perf_counter()))
         prompt, completion = _usage_of(response) if response is not None else (0, 0)
-        call = Usage(prompt, completion, 1, time.perf_counter() - started)
+        ended = time.perf_counter()
+        self.intervals.append((started, ended))
+        call = Usage(prompt, completion, 1, ended - started)
         self.by_key.setdefault((node, role), Usage()).add(call)
         self.by_task.setdefault(task, {}).setdefault(role, Usage()).add(call)
 
@@ -94,6 +98,15 @@ class UsageMeter(BaseCallbackHandler):
         for usage in self.by_key.values():
             out.add(usage)
         return out
+
+    def model_wall_s(self) -> float:
+        """Seconds during which at least one model call was in flight (parallel calls counted once)."""
+        total, reach = 0.0, float("-inf")
+        for start, end in sorted(self.intervals):
+            if end > reach:
+                total += end - max(start, reach)
+                reach = end
+        return total
 
     def by_role(self) -> dict[str, Usage]:
         out: dict[str, Usage] = {}

@@ -106,3 +106,11 @@ async def test_bad_input_unknown_thread_and_reused_thread(tmp_path):
         await workflow.ainvoke("c d", thread_id="once")
     finished = await workflow.aresume("once")  # a finished run answers from its record
     assert finished.output.answer == "2 words, longest 'a'" and finished.status == "finished"
+
+
+def test_model_wall_time_counts_overlapping_calls_once():
+    from braid.agents.runtime.usage import UsageMeter
+
+    meter = UsageMeter()
+    meter.intervals = [(1.0, 3.0), (0.0, 2.0), (5.0, 6.0), (5.5, 5.7)]
+    assert meter.model_wall_s() == pytest.approx(3.0 + 1.0)  # [0, 3] and [5, 6]
