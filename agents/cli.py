@@ -18,7 +18,6 @@ from .runtime.errors import WorkflowError
 from .runtime.events import NodeFinished, NodeStarted, Progress, RunFinished, RunResult, RunStarted
 from .runtime.io import InputError
 from .runtime.records import RunRecord, RunRecords
-from .runtime.registry import get_spec, workflow_names
 
 __all__ = ["run_command", "runs_app"]
 
@@ -250,5 +249,7 @@ def show_run(
 @runs_app.command("workflows")
 def list_workflows() -> None:
     """The workflows this installation can run."""
+    from .runtime.registry import get_spec, workflow_names  # LangGraph: only when needed
+
     for name in workflow_names():
         typer.echo(f"{name:<12} {get_spec(name).summary}")

@@ -6,9 +6,10 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from mcp.server.fastmcp import FastMCP
+if TYPE_CHECKING:  # the SDK loads when a server is built, not when `braid --help` runs
+    from mcp.server.fastmcp import FastMCP
 
 __all__ = ["SERVERS", "ServeOptions", "ServerSpec", "build_server", "new_fastmcp", "run_server"]
 
@@ -63,8 +64,10 @@ SERVERS: dict[str, ServerSpec] = {spec.name: spec for spec in [
 
 
 def new_fastmcp(name: str, instructions: str, options: ServeOptions,
-                factory: Callable[..., FastMCP] = FastMCP) -> FastMCP:
+                factory: Callable[..., FastMCP] | None = None) -> FastMCP:
     """`factory` (FastMCP or a subclass) with Braid's name, instructions and network settings."""
+    if factory is None:
+        from mcp.server.fastmcp import FastMCP as factory
     return factory(name=f"braid-{name}", instructions=instructions, host=options.host, port=options.port,
                    log_level="WARNING")
 

@@ -16,7 +16,7 @@ from mcp import ClientSession
 from braid.clients.mcp_client import call_tool
 
 from .config import RoleModel, WorkflowConfig
-from .usage import UsageMeter
+from .meter import UsageMeter
 
 __all__ = ["RunContext", "chat_model"]
 

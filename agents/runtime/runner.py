@@ -25,7 +25,8 @@ from .io import WorkflowInput
 from .records import RunRecords
 from .registry import WorkflowSpec, get_spec
 from .services import open_tools, resolve_roles
-from .usage import Usage, UsageMeter
+from .meter import UsageMeter
+from .usage import Usage
 
 __all__ = ["RunFailed", "Workflow", "load_workflow"]
 

@@ -109,7 +109,7 @@ async def test_bad_input_unknown_thread_and_reused_thread(tmp_path):
 
 
 def test_model_wall_time_counts_overlapping_calls_once():
-    from braid.agents.runtime.usage import UsageMeter
+    from braid.agents.runtime.meter import UsageMeter
 
     meter = UsageMeter()
     meter.intervals = [(1.0, 3.0), (0.0, 2.0), (5.0, 6.0), (5.5, 5.7)]
