@@ -41,7 +41,8 @@ class ItemResult(BaseModel):
     """Model calls."""
     elapsed_s: float = 0.0
     model_s: float = 0.0
-    """Seconds waiting for models (summed over parallel calls)."""
+    """Seconds during which a model call was in flight (parallel calls counted once; for a failed run,
+    the calls' summed time from its record)."""
     thread_id: str | None = None
     error: str | None = None
     config_digest: str = ""
