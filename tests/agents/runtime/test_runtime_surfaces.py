@@ -126,3 +126,17 @@ def test_invoke_twice_in_one_process(smollm2_server, agents_home):
     first, second = workflow.invoke(QUESTION), workflow.invoke(QUESTION)
     assert first.status == second.status == "finished" and first.thread_id != second.thread_id
     assert first.output == second.output  # greedy decoding
+
+
+async def test_a_role_decodes_with_braids_contrastive_methods(smollm2_server, agents_home):
+    """A role's `extra_body` reaches Braid's decoding: ICD with alpha 0 is plain decoding (same output)
+    but the server also runs and counts the negative branch's prompt (each call's usage grows)."""
+    settings = RuntimeSettings(home=agents_home)
+    plain = await load_workflow("example", example_config(smollm2_server.base_url, answer_max_tokens=4),
+                                settings=settings).ainvoke(QUESTION)
+    icd_config = example_config(smollm2_server.base_url, answer_max_tokens=4)
+    icd_config["roles"]["assistant"]["extra_body"] = {"contrastive": {"method": "icd", "alpha": 0.0}}
+    icd = await load_workflow("example", icd_config, settings=settings).ainvoke(QUESTION)
+    assert icd.output == plain.output
+    assert icd.usage.completion_tokens == plain.usage.completion_tokens
+    assert icd.usage.prompt_tokens > plain.usage.prompt_tokens + 2 * 10  # a negative prompt per call
