@@ -114,3 +114,26 @@ def test_model_wall_time_counts_overlapping_calls_once():
     meter = UsageMeter()
     meter.intervals = [(1.0, 3.0), (0.0, 2.0), (5.0, 6.0), (5.5, 5.7)]
     assert meter.model_wall_s() == pytest.approx(3.0 + 1.0)  # [0, 3] and [5, 6]
+
+
+def test_cli_delivers_a_runs_files_to_a_folder(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from file_workflow import csv_of, svg_of
+
+    text = "braid weaves three strands"
+    env = {**os.environ, "BRAID_HOME": str(tmp_path / "home"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "braid.clients.cli", "run", "file_workflow:SPEC", text, "--out",
+                           str(tmp_path / "out"), "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "lengths.csv").read_text() == csv_of(text)
+    assert (tmp_path / "out" / "lengths.svg").read_text() == svg_of(text)
+    files = json.loads(done.stdout)["output"]["files"]
+    assert [(f["name"], f["media_type"]) for f in files] == [("lengths.csv", "text/csv"),
+                                                            ("lengths.svg", "image/svg+xml")]
+    assert f"file: {tmp_path / 'out' / 'lengths.svg'} (image/svg+xml)" in done.stderr
