@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from .config import RuntimeSettings, WorkflowConfig
 from .context import RunContext
 from .errors import RunNotFound, ServiceUnreachable, WorkflowError
 from .events import NodeFinished, NodeStarted, Progress, RunEvent, RunFinished, RunResult, RunStarted, TokenDelta
-from .io import WorkflowInput
+from .io import InputError, WorkflowInput
 from .records import RunRecords
 from .registry import WorkflowSpec, get_spec
 from .services import open_tools, resolve_roles
@@ -32,10 +32,27 @@ __all__ = ["RunFailed", "Workflow", "load_workflow"]
 
 
 class RunFailed(WorkflowError):
-    def __init__(self, thread_id: str, message: str):
-        super().__init__(f"run {thread_id} failed: {message} (resume it with `braid run ... --thread {thread_id} "
-                         "--resume` once fixed)")
-        self.thread_id, self.reason = thread_id, message
+    def __init__(self, thread_id: str, message: str, resumable: bool = True):
+        hint = f" (resume it with `braid run ... --thread {thread_id} --resume` once fixed)" if resumable else ""
+        super().__init__(f"run {thread_id} failed: {message}{hint}")
+        self.thread_id, self.reason, self.resumable = thread_id, message, resumable
+
+
+def _leaf(group: BaseExceptionGroup) -> BaseException:
+    """The error a caller should see from the exception groups MCP sessions' task groups wrap it in."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(reversed(exc.exceptions))
+        else:
+            leaves.append(exc)
+    for kind in (WorkflowError, InputError, asyncio.CancelledError):
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return leaves[0] if leaves else group
 
 
 def load_workflow(name: str, config: Any = None, *, settings: RuntimeSettings | None = None,
@@ -117,6 +134,18 @@ class Workflow:
             thread_id = thread_id or uuid.uuid4().hex
             if self.records.get(thread_id) is not None:
                 raise WorkflowError(f"a run with thread id {thread_id!r} exists: resume it, or use a new id")
+        try:
+            # aclosing: a caller that stops early closes the run here, in this task, where its MCP
+            # sessions were opened (their cancel scopes must exit in the task that entered them).
+            async with aclosing(self._run(inputs, config, thread_id, resume, record if resume else None, surface,
+                                          tokens)) as events:
+                async for event in events:
+                    yield event
+        except BaseExceptionGroup as group:
+            raise _leaf(group) from None
+
+    async def _run(self, inputs: WorkflowInput, config: WorkflowConfig, thread_id: str, resume: bool,
+                   record: Any, surface: str, tokens: bool) -> AsyncIterator[RunEvent]:
         started = time.perf_counter()
         meter = UsageMeter()
         async with AsyncExitStack() as stack:
@@ -178,6 +207,9 @@ class Workflow:
                 error = str(cause)
                 if isinstance(cause, ServiceUnreachable):
                     raise cause from exc
+                if isinstance(exc, openai.BadRequestError):  # the same request would be refused again
+                    raise RunFailed(thread_id, f"the model server refused a request: {exc.message}",
+                                    resumable=False) from exc
                 raise RunFailed(thread_id, f"{type(exc).__name__}: {exc}") from exc
             finally:
                 elapsed = time.perf_counter() - started

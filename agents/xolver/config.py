@@ -40,7 +40,8 @@ class XolverConfig(WorkflowConfig):
     code: Literal["required", "auto", "none"] = Field(
         "required", description="required: each agent's first turn is a run_python call (executed), then it "
                                 "answers; auto: the model may call it; none: no tool.")
-    code_timeout_s: float = Field(10.0, gt=0.0, description="Wall-clock limit per code run.")
+    code_timeout_s: float = Field(10.0, gt=0.0, description="Wall-clock limit per code run (capped at the python "
+                                  "server's own --timeout).")
     answer_turn: bool = Field(True, description="After the code ran, ask the agent for its final answer "
                                                 "(else the code's printed result is the answer).")
     llm_judge: bool = Field(False, description="Add an LLM judge's parsed 0/1 score to the execution-based score "

@@ -102,12 +102,24 @@ def _python_result(message: ToolMessage) -> tuple[str | None, str | None]:
     return printed, result.get("error")
 
 
+def _server_time_limit(tools) -> float | None:
+    """The python server's own cap on `timeout_s` (its `--timeout`), from the tool's input schema."""
+    for tool in tools:
+        schema = tool.args_schema if isinstance(tool.args_schema, dict) else {}
+        field = schema.get("properties", {}).get("timeout_s", {})
+        for option in [field, *field.get("anyOf", [])]:
+            if "maximum" in option:
+                return float(option["maximum"])
+    return None
+
+
 async def solve(task: AgentTask, runtime: Runtime[RunContext]) -> dict:
     ctx, config = runtime.context, _config(runtime)
     sampling = {"seed": config.seed + task["round"] * config.agents + task["agent"]}
     if config.agent_temperature is not None:
         sampling["temperature"] = config.agent_temperature
-    model = ctx.model("solver").bind(**sampling)
+    base = ctx.model("solver")
+    model = base.bind(**sampling)
     spent: list[BaseMessage] = []
     context: list[BaseMessage] = [SystemMessage(prompts.AGENT_SYSTEM.format(
         role=task["role"], task_type=config.task_type, code_instruction=prompts.CODE_INSTRUCTION[config.code]))]
@@ -132,14 +144,16 @@ async def solve(task: AgentTask, runtime: Runtime[RunContext]) -> dict:
         text = str(reply.content)
     else:
         tools = ctx.tools("python")
-        bound = model.bind_tools(tools, tool_choice="required" if config.code == "required" else "auto",
-                                 parallel_tool_calls=False)
+        # bind_tools on the model itself, with the sampling: on a `.bind()` binding it would drop the seed
+        bound = base.bind_tools(tools, tool_choice="required" if config.code == "required" else "auto",
+                                parallel_tool_calls=False, **sampling)
         reply = await bound.ainvoke(messages)
         spent.append(reply)
         text = str(reply.content)
         if reply.tool_calls:
+            limit = _server_time_limit(tools)
             for call in reply.tool_calls:
-                call["args"]["timeout_s"] = config.code_timeout_s
+                call["args"]["timeout_s"] = min(config.code_timeout_s, limit) if limit else config.code_timeout_s
             (result, *_) = await run_tool_calls(reply, tools)
             code = str(reply.tool_calls[0]["args"].get("code", ""))
             executed, error = _python_result(result)
