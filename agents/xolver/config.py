@@ -23,7 +23,7 @@ class XolverConfig(WorkflowConfig):
     tools: dict[str, McpServer] = Field(default_factory=_default_tools,
                                         description="`python` (code execution) and `memory` (experience) servers.")
     task_type: str = Field("math", description="Named in the prompts (\"a math problem\").")
-    agents: int = Field(3, ge=1, le=8, description="m: agents per round, and responses kept in the shared store.")
+    agents: int = Field(3, ge=1, le=32, description="m: agents per round, and responses kept in the shared store.")
     rounds: int = Field(2, ge=1, le=10, description="I: most rounds of solve -> judge -> merge.")
     plan_roles: bool = Field(True, description="Let the planner name m specialist roles (else generic ones).")
     exemplars: int = Field(1, ge=0, le=8, description="k: solved problems retrieved from the experience memory.")
@@ -44,6 +44,9 @@ class XolverConfig(WorkflowConfig):
                                   "server's own --timeout).")
     answer_turn: bool = Field(True, description="After the code ran, ask the agent for its final answer "
                                                 "(else the code's printed result is the answer).")
+    selection: Literal["judge", "majority"] = Field(
+        "judge", description="judge: the top-scored response's answer; majority: the answer most responses in the "
+                             "store share (self-consistency; ties go to the better-scored).")
     llm_judge: bool = Field(False, description="Add an LLM judge's parsed 0/1 score to the execution-based score "
                                                "(small models judge at chance: off by default).")
     verified_score: float = Field(0.85, ge=0.0, le=1.0, description="A response counts as verified (written to "

@@ -16,7 +16,7 @@ from .answers import extract_answer
 from .config import XolverConfig
 from .experience import remember as write_experience
 from .experience import retrieve as find_exemplars
-from .scoring import TOP_SCORE, execution_score, parse_judge_score
+from .scoring import TOP_SCORE, execution_score, majority, parse_judge_score
 from .state import AgentTask, Exemplar, Response, XolverState, merge_store
 
 __all__ = ["judge", "plan", "remember", "retrieve", "route", "solve", "verify"]
@@ -199,7 +199,8 @@ async def judge(state: XolverState, runtime: Runtime[RunContext]) -> dict:
     ctx.progress(round=finished_round, scores=[r.score for r in judged], best=store[0].answer if store else None,
                  tokens=spent, stop=stop or None)
     return {"store": [r.model_dump() for r in store], "round": finished_round, "tokens": spent,
-            "stop_reason": stop}
+            "stop_reason": stop, "best_by_round": [*state.get("best_by_round", []), store[0].answer if store else None],
+            "tokens_by_round": [*state.get("tokens_by_round", []), spent]}
 
 
 async def verify(state: XolverState, runtime: Runtime[RunContext]) -> dict:
@@ -207,7 +208,7 @@ async def verify(state: XolverState, runtime: Runtime[RunContext]) -> dict:
     store = [Response.model_validate(r) for r in state.get("store", [])]
     if not store:
         return {"answer": None, "best": None}
-    best = store[0]
+    best = (majority(store) if config.selection == "majority" else None) or store[0]
     answer, tokens = best.answer, 0
     if answer is None:
         reply = await runtime.context.model("verifier").ainvoke([HumanMessage(prompts.VERIFIER.format(

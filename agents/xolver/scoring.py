@@ -15,7 +15,7 @@ import re
 from .answers import parse_number, same_answer
 from .state import Response
 
-__all__ = ["TOP_SCORE", "execution_score", "parse_judge_score"]
+__all__ = ["TOP_SCORE", "execution_score", "majority", "parse_judge_score"]
 
 TOP_SCORE = 1.0
 _SCORE = re.compile(r"score\s*[:=]?\s*\**\s*([01](?:\.\d+)?)", re.I)
@@ -66,3 +66,9 @@ def parse_judge_score(reply: str) -> tuple[float, str]:
         return 0.0, "judge reply had no 'Score: 0/1'"
     value = float(found.group(1))
     return (min(1.0, max(0.0, value)), "judge") if value <= 1 else (0.0, f"judge score {value} out of range")
+
+
+def majority(responses: list[Response]) -> Response | None:
+    """The first response (the store is best-first) whose answer the most responses share; None if none answers."""
+    voters = [r for r in responses if r.answer is not None]
+    return max(voters, key=lambda r: sum(same_answer(r.answer, o.answer) for o in voters)) if voters else None

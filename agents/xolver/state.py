@@ -70,3 +70,7 @@ class XolverState(TypedDict, total=False):
     best: dict | None
     memory_id: str | None
     tokens: int
+    best_by_round: list[str | None]
+    """The store's best answer after each round."""
+    tokens_by_round: list[int]
+    """Tokens spent by the end of each round."""

@@ -42,6 +42,9 @@ class XolverOutput(WorkflowOutput):
     exemplars: list[Exemplar] = Field(default_factory=list)
     memory_id: str | None = Field(None, description="The experience record written for this problem, if any.")
     tokens: int = Field(0, description="Tokens the agents, judge and verifier spent (prompt + completion).")
+    best_by_round: list[str | None] = Field(default_factory=list, description="The store's best answer after each "
+                                            "round.")
+    tokens_by_round: list[int] = Field(default_factory=list, description="Tokens spent by the end of each round.")
 
 
 def build(config: XolverConfig) -> StateGraph:
@@ -72,7 +75,8 @@ def output(state: dict, ctx: RunContext) -> XolverOutput:
                         best=Response.model_validate(best) if best else None,
                         store=[Response.model_validate(r) for r in state.get("store", [])],
                         exemplars=[Exemplar.model_validate(e) for e in state.get("exemplars", [])],
-                        memory_id=state.get("memory_id"), tokens=state.get("tokens", 0))
+                        memory_id=state.get("memory_id"), tokens=state.get("tokens", 0),
+                        best_by_round=state.get("best_by_round", []), tokens_by_round=state.get("tokens_by_round", []))
 
 
 def is_correct(result: XolverOutput, expected: Any) -> bool:
