@@ -34,6 +34,8 @@ RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO / "tests"))
 from server_process import free_port, start_server, stop_server  # noqa: E402
 
+from braid.agents.eval.provenance import cpu_model  # noqa: E402
+
 __all__ = ["RESULTS", "RunInfo", "Server", "braid_server", "vllm_server", "wilson", "thread_env", "server_cpu",
            "fmt_ci", "load_jsonl"]
 
@@ -83,14 +85,6 @@ def load_jsonl(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             pass
     return rows
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def _gpus() -> str:
@@ -179,7 +173,7 @@ class RunInfo:
         memory = psutil.virtual_memory().total / 2**30
         info = cls(command=shlex.join([python, *sys.argv]),
                    started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                   machine=f"{_cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.machine()}",
+                   machine=f"{cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.machine()}",
                    gpus=_gpus(), threads=thread_text, load_start=os.getloadavg(), others_start=_busiest_others(),
                    versions=_versions(), commit=_braid_commit())
         info._t0 = time.monotonic()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["Provenance"]
+__all__ = ["Provenance", "cpu_model"]
 
 _SOURCE = Path(__file__).resolve().parents[2]
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCH_NUM_THREADS")
@@ -23,7 +23,8 @@ def _utc() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux)."""
     try:
         with open("/proc/cpuinfo") as f:
             return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
@@ -65,7 +66,7 @@ class Provenance:
         threads = ", ".join(f"{name}={os.environ[name]}" if name in os.environ else f"{name} unset"
                             for name in _THREAD_VARS)
         return cls(command=shlex.join(argv if argv is not None else [sys.executable, *sys.argv]), started=_utc(),
-                   machine=f"{_cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.machine()}",
+                   machine=f"{cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.machine()}",
                    threads=f"{threads} (this process's environment; a model server has its own)",
                    load_start=os.getloadavg(), commit=_braid_commit())
 
