@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
 
 from braid.server.models.config import load_settings
 from braid.server.models.registry import ModelRegistry
@@ -69,7 +70,7 @@ def test_byte_level_speed_knobs_reach_every_source_of_a_recipe(tmp_path):
       {"id": "e", "kind": "ensemble", "members": [{"model": "p"}, {"source": "y"}]}], "cycle: p -> e -> p"),
 ])
 def test_bad_configs_name_the_field(tmp_path, models, field):
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ValidationError) as info:
         _load(tmp_path, models)
     assert field in str(info.value)
 
