@@ -2,6 +2,7 @@
 checked with the official openai client against the library run in the test process."""
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -128,16 +129,28 @@ def test_bad_requests_get_400(bytelevel_server, body, message):
     assert message in r.json()["error"]["message"]
 
 
+def _metric(server, name: str, model: str = "duo") -> float:
+    text = httpx.get(f"{server.root_url}/metrics", timeout=10).text
+    found = re.search(rf'^{re.escape(name)}{{model_name="{model}"}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_a_client_that_disconnects_frees_the_engine(bytelevel_server):
+    """It was running while the client read, and stopped early: far fewer bytes than asked for, and
+    no more once the engine let it go."""
     body = {"model": "duo", "prompt": "Hi", "max_tokens": 400, "temperature": 1.0, "ignore_eos": True, "stream": True}
+    generated_before = _metric(bytelevel_server, "braid:generation_tokens_total")
     with httpx.stream("POST", f"{bytelevel_server.base_url}/completions", json=body,
                       headers=bytelevel_server.headers(), timeout=120) as r:
         lines = r.iter_lines()
         assert next(line for line in lines if line.startswith("data:"))
+        assert _metric(bytelevel_server, "braid:num_requests_running") == 1
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        metrics = httpx.get(f"{bytelevel_server.root_url}/metrics", timeout=10).text
-        if 'braid:num_requests_running{model_name="duo"} 0.0' in metrics:
-            return
+    while _metric(bytelevel_server, "braid:num_requests_running") != 0:
+        if time.monotonic() > deadline:
+            pytest.fail("the aborted request still runs")
         time.sleep(0.2)
-    pytest.fail("the aborted request still runs")
+    generated = _metric(bytelevel_server, "braid:generation_tokens_total") - generated_before
+    assert 0 < generated < 400
+    time.sleep(1.0)
+    assert _metric(bytelevel_server, "braid:generation_tokens_total") - generated_before == generated
