@@ -8,6 +8,7 @@ import time
 import httpx
 import openai
 import pytest
+import torch
 
 from served_settings import API_KEY, MAX_NUM_SEQS, MAX_QUEUE
 from reference import greedy, prompt_logprobs
@@ -36,6 +37,7 @@ def test_greedy_completion_matches_reference_token_for_token(client, reference, 
     assert choice.text == tokenizer.decode(want_ids, skip_special_tokens=True)
     assert out.usage.completion_tokens == len(want_ids)
     assert out.usage.prompt_tokens == len(prompt_ids)
+    assert len(choice.logprobs.token_logprobs) == len(want_ids)
     for got, token, step in zip(choice.logprobs.token_logprobs, want_ids, steps):
         assert got == pytest.approx(float(step[token]), abs=2e-3)
     assert choice.finish_reason == ("stop" if want_ids[-1] == tokenizer.eos_token_id else "length")
@@ -134,10 +136,32 @@ def test_logit_bias_forces_a_token(client, reference):
     assert out.choices[0].logprobs.tokens == [tokenizer.decode([forced])] * 5
 
 
-def test_penalties_change_greedy_output(client):
-    kwargs = dict(model="tiny", prompt="One, two, three", max_tokens=24, temperature=0, extra_body={"ignore_eos": True})
+@torch.no_grad()
+def penalised_greedy(model, prompt_ids: list[int], steps: int, frequency: float, presence: float) -> list[int]:
+    """vLLM's penalties, written out: each step's logits minus frequency x (times the token was
+    generated) minus presence x (generated at all); output tokens only, then argmax."""
+    ids, out = list(prompt_ids), []
+    for _ in range(steps):
+        logits = model(torch.tensor([ids])).logits[0, -1].double()
+        counts = torch.zeros_like(logits)
+        for token in out:
+            counts[token] += 1
+        token = int(torch.argmax(logits - frequency * counts - presence * (counts > 0).double()))
+        ids.append(token)
+        out.append(token)
+    return out
+
+
+def test_penalties_follow_their_formula(client, reference):
+    model, tokenizer = reference
+    prompt = "One, two, three"
+    kwargs = dict(model="tiny", prompt=prompt, max_tokens=24, temperature=0, extra_body={"ignore_eos": True})
     plain = client.completions.create(**kwargs).choices[0].text
     penalised = client.completions.create(**kwargs, frequency_penalty=2.0, presence_penalty=2.0).choices[0].text
+    want = penalised_greedy(model, tokenizer.encode(prompt), 24, frequency=2.0, presence=2.0)
+    assert penalised == tokenizer.decode(want, skip_special_tokens=True)
+    assert plain == tokenizer.decode(penalised_greedy(model, tokenizer.encode(prompt), 24, 0.0, 0.0),
+                                     skip_special_tokens=True)
     assert plain != penalised
 
 
@@ -165,7 +189,7 @@ def test_invalid_parameters_are_400_with_openai_error_shape(served, body, param)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["message"]
-    assert error["param"] is None or error["param"].startswith(param)
+    assert error["param"] is not None and error["param"].startswith(param), error
 
 
 def test_malformed_json_is_400(served):
@@ -193,9 +217,14 @@ def test_missing_or_wrong_api_key_is_401(served):
         assert response.json()["error"]["type"] == "authentication_error"
 
 
-def test_unknown_extra_fields_are_accepted(served):
-    response = _post(served, "/v1/completions", {"model": "tiny", "prompt": "x", "max_tokens": 2, "frobnicate": 1})
+def test_unknown_extra_fields_are_accepted_and_logged(served):
+    response = _post(served, "/v1/completions", {"model": "tiny", "prompt": "x", "max_tokens": 2, "frobnicate": 1,
+                                                 "zz_extra": "y"})
     assert response.status_code == 200, response.text
+    deadline = time.monotonic() + 10
+    while "ignoring unknown request fields: ['frobnicate', 'zz_extra']" not in served.log_tail(400):
+        assert time.monotonic() < deadline, served.log_tail(40)
+        time.sleep(0.1)
 
 
 def test_full_queue_is_503(served):
@@ -247,14 +276,37 @@ def test_client_disconnect_mid_stream_frees_the_engine_slot(served):
     assert any(running >= 1 for running, _ in aborted), attempts
 
 
-def test_metrics_report_latencies_and_token_counts(served, client):
-    client.completions.create(model="tiny", prompt="Hi", max_tokens=3, temperature=0, extra_body={"ignore_eos": True})
+def _samples(served) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = httpx.get(served.root_url + "/metrics").text
-    for name in ("braid:time_to_first_token_seconds_count", "braid:inter_token_latency_seconds_count",
-                 "braid:e2e_request_latency_seconds_count", "braid:prompt_tokens_total",
-                 "braid:generation_tokens_total", "braid:num_requests_waiting"):
-        assert name in text
-    assert _gauge(served, "braid:generation_tokens_total") >= 3
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_a_known_request_exactly(served, client, reference):
+    _, tokenizer = reference
+    label = (("model_name", "tiny"),)
+    before = _samples(served)
+    started = time.monotonic()
+    client.completions.create(model="tiny", prompt="Hi", max_tokens=3, temperature=0, extra_body={"ignore_eos": True})
+    wall = time.monotonic() - started
+    after = _samples(served)
+    delta = lambda name, labels=label: after.get((name, labels), 0.0) - before.get((name, labels), 0.0)  # noqa: E731
+
+    assert delta("braid:prompt_tokens_total") == len(tokenizer.encode("Hi"))
+    assert delta("braid:generation_tokens_total") == 3
+    assert delta("braid:time_to_first_token_seconds_count") == 1
+    assert delta("braid:e2e_request_latency_seconds_count") == 1
+    assert delta("braid:inter_token_latency_seconds_count") in (1, 2)  # one per later chunk of 1-2 tokens
+    assert after[("braid:num_requests_running", label)] == 0 and after[("braid:num_requests_waiting", label)] == 0
+    e2e = delta("braid:e2e_request_latency_seconds_sum")
+    assert 0 < e2e <= wall
+    bounds = sorted({dict(k[1])["le"] for k in after if k[0] == "braid:e2e_request_latency_seconds_bucket"},
+                    key=float)
+    for le in bounds:  # the one observation is in every bucket from the first bound at or above it
+        key = tuple(sorted({"model_name": "tiny", "le": le}.items()))
+        assert delta("braid:e2e_request_latency_seconds_bucket", key) == (1 if e2e <= float(le) else 0), le
 
 
 def test_tokenize_and_detokenize_round_trip(served, reference):
