@@ -31,13 +31,20 @@ def test_validity_matches_brute_force(setup_and_brute_force):
 def test_prefix_and_text_probabilities_match_brute_force(setup_and_brute_force):
     setup, bf = setup_and_brute_force
     lm = setup.byte_lm()
+    impossible = 0
     for prefix in _prefixes(3):
         expected = bf.prefix_mass(prefix)
         assert np.exp(lm.prefix_logprob(prefix)) == pytest.approx(expected, abs=1e-9), prefix
-        chained = sum(lm.next_byte_logprobs(prefix[:n])[prefix[n]] for n in range(len(prefix))) if expected else -np.inf
-        assert np.exp(chained) == pytest.approx(expected, abs=1e-9), prefix
         if expected > 0:
+            chained = sum(lm.next_byte_logprobs(prefix[:n])[prefix[n]] for n in range(len(prefix)))
+            assert np.exp(chained) == pytest.approx(expected, abs=1e-9), prefix
             assert np.exp(lm.logprob(prefix)) == pytest.approx(bf.text_mass.get(prefix, 0.0), abs=1e-9)
+        else:  # the byte that makes the text impossible gets exactly zero probability after a possible prefix
+            first = next(n for n in range(len(prefix)) if bf.prefix_mass(prefix[:n + 1]) == 0)
+            assert lm.next_byte_logprobs(prefix[:first])[prefix[first]] == -np.inf, prefix
+            assert lm.prefix_logprob(prefix) == -np.inf, prefix
+            impossible += 1
+    assert impossible > 0
 
 
 def test_next_byte_distributions_match_brute_force(setup_and_brute_force):
