@@ -85,7 +85,8 @@ def min_p_logprobs(logprobs: np.ndarray, min_p: float) -> np.ndarray:
 
 def warp_logprobs(logprobs: np.ndarray, temperature: float = 1.0, top_k: int = 0,
                   top_p: float = 1.0) -> np.ndarray:
-    """Temperature, then top-k, then nucleus (top-p); returns normalized log-probs."""
+    """Temperature, then top-k (ties with the k-th kept), then nucleus (top-p) over the top-k
+    renormalized, as vLLM's sampler does; returns normalized log-probs."""
     if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
         raise ValueError("need temperature >= 0, 0 < top_p <= 1, top_k >= 0")
     logprobs = np.asarray(logprobs, dtype=np.float64)
@@ -96,11 +97,13 @@ def warp_logprobs(logprobs: np.ndarray, temperature: float = 1.0, top_k: int = 0
     scaled = logprobs / temperature
     scaled = scaled - logsumexp(scaled)
     order = np.argsort(-scaled, kind="stable")
-    keep = np.zeros_like(scaled, dtype=bool)
-    limit = top_k if top_k else len(scaled)
-    cumulative = np.cumsum(np.exp(scaled[order]))
+    if 0 < top_k < len(scaled):
+        order = order[scaled[order] >= scaled[order[top_k - 1]]]
+    kept = np.exp(scaled[order])
+    cumulative = np.cumsum(kept / kept.sum())
     n_nucleus = int(np.searchsorted(cumulative, top_p - 1e-12)) + 1
-    keep[order[: min(limit, n_nucleus)]] = True
+    keep = np.zeros_like(scaled, dtype=bool)
+    keep[order[:n_nucleus]] = True
     keep &= np.isfinite(scaled)
     out = np.where(keep, scaled, -np.inf)
     return out - logsumexp(out)

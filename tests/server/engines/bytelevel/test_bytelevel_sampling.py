@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from braid.server.decoding.bytelevel.next_byte import END, sample_bytes, warp_logprobs
+from braid.server.decoding.bytelevel.next_byte import END
 from braid.server.api.detokenizer import TextStream
 from braid.server.engines.bytelevel.sampler import byte_logprob, choose_byte, sampling_logprobs
 from braid.server.engines.bytelevel.tokenizer import ByteTokenizer
@@ -47,20 +47,49 @@ def test_incremental_detokenization_emits_whole_characters_and_honours_stops():
     assert stream.add([0xA9]).text + stream.add([ord("!")]).text + stream.finish().text == "é!"
 
 
-def test_plain_sampling_is_the_library_warp(logprobs):
-    spec = _spec(temperature=0.7, top_p=0.8, top_k=50)
-    assert sampling_logprobs(logprobs, spec) == pytest.approx(warp_logprobs(logprobs, 0.7, 50, 0.8))
+def reference_probs(logprobs: np.ndarray, temperature: float, top_k: int = 0, top_p: float = 1.0) -> np.ndarray:
+    """vLLM's order, written out: softmax(logprobs / T); keep the k most likely (ties with the k-th);
+    renormalize; drop the least likely while their cumulative probability is <= 1 - top_p."""
+    p = np.exp(logprobs / temperature)
+    p /= p.sum()
+    if top_k:
+        p = np.where(p >= np.sort(p)[-top_k], p, 0.0)
+        p /= p.sum()
+    if top_p < 1.0:
+        ascending = np.argsort(p, kind="stable")
+        drop = np.cumsum(p[ascending]) <= 1 - top_p
+        drop[-1] = False
+        p[ascending[drop]] = 0.0
+        p /= p.sum()
+    return p
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [
+    (1.0, 0, 1.0), (0.7, 0, 1.0), (1.3, 50, 1.0), (0.8, 0, 0.6), (0.7, 50, 0.8), (1.0, 5, 0.5), (0.5, 3, 0.99)])
+def test_sampling_follows_temperature_top_k_and_top_p(logprobs, temperature, top_k, top_p):
+    got = np.exp(sampling_logprobs(logprobs, _spec(temperature=temperature, top_k=top_k, top_p=top_p)))
+    assert got == pytest.approx(reference_probs(logprobs, temperature, top_k, top_p), abs=1e-12)
     greedy = np.exp(sampling_logprobs(logprobs, _spec(temperature=0.0)))
     assert greedy[int(np.argmax(logprobs))] == 1.0 and greedy.sum() == 1.0
 
 
-def test_seeded_draws_are_the_library_samplers_draws(logprobs):
+def test_seeded_draws_follow_the_target_distribution(logprobs):
+    """20,000 seeded draws: a chi-square test accepts the distribution above and rejects the
+    untempered one; nothing outside the nucleus is drawn; the same seed repeats the same draws."""
+    from scipy.stats import chisquare
+
     spec = _spec(temperature=0.9, top_p=0.95, seed=11)
-    rng, ours = np.random.default_rng(spec.seed), []
-    while len(ours) < 20 and (symbol := choose_byte(logprobs, spec, rng)) != END:
-        ours.append(symbol)
-    theirs, _ = sample_bytes(lambda prefix: logprobs, b"", 20, np.random.default_rng(11), 0.9, 0.95, 0)
-    assert bytes(ours) == theirs and len(theirs) > 3
+    rng = np.random.default_rng(spec.seed)
+    draws = np.array([choose_byte(logprobs, spec, rng) for _ in range(20_000)])
+    counts = np.bincount(draws, minlength=257)
+    target = reference_probs(logprobs, 0.9, 0, 0.95)
+    assert counts[target == 0].sum() == 0
+    support = target > 0
+    assert chisquare(counts[support], target[support] * len(draws)).pvalue > 1e-3
+    untempered = reference_probs(logprobs, 1.0)[support]
+    assert chisquare(counts[support], untempered / untempered.sum() * len(draws)).pvalue < 1e-6
+    again = np.random.default_rng(spec.seed)
+    assert [choose_byte(logprobs, spec, again) for _ in range(50)] == draws[:50].tolist()
 
 
 def test_logit_bias_ignore_eos_and_min_p(logprobs):
