@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import signal
 import statistics
 import sys
@@ -35,7 +33,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from server_process import start_server, stop_server  # noqa: E402
-from structured_common import server_cpu  # noqa: E402
+from structured_common import RunInfo, server_cpu  # noqa: E402
 
 STATEMENT = "the capital of France is Tokyo"
 USER = (f"In this story, {STATEMENT}. The travellers arrived early in the morning, walked through the busy "
@@ -85,12 +83,14 @@ def request_body(method: str, max_tokens: int) -> dict:
             **METHODS[method]}
 
 
-async def probe(client: httpx.AsyncClient, method: str) -> str | None:
-    """None if the engine runs ``method``, else the server's error message."""
+async def probe(client: httpx.AsyncClient, method: str) -> tuple[str | None, int]:
+    """(None if the engine runs ``method``, else the server's error message; the prompt's tokens)."""
     body = {**request_body(method, 2), "stream": False}
     body.pop("stream_options")
     response = await client.post("/v1/chat/completions", json=body)
-    return None if response.status_code == 200 else f"{response.status_code}: {response.json()['error']['message']}"
+    if response.status_code != 200:
+        return f"{response.status_code}: {response.json()['error']['message']}", 0
+    return None, response.json()["usage"]["prompt_tokens"]
 
 
 async def wave(client: httpx.AsyncClient, pid: int, method: str, concurrency: int, max_tokens: int,
@@ -106,13 +106,17 @@ async def wave(client: httpx.AsyncClient, pid: int, method: str, concurrency: in
 
 
 async def bench_engine(base: str, pid: int, methods: list[str], levels: list[int], rounds: int, max_tokens: int,
-                       label: str) -> tuple[dict, dict]:
+                       label: str) -> tuple[dict, dict, int]:
     table: dict[tuple[str, int], Sample] = {}
     unsupported: dict[str, str] = {}
+    prompt_tokens = 0
     async with httpx.AsyncClient(base_url=base, timeout=900, limits=httpx.Limits(max_connections=64)) as client:
         for method in methods:
-            if (error := await probe(client, method)) is not None:
+            error, tokens = await probe(client, method)
+            if error is not None:
                 unsupported[method] = error
+            elif method == "plain":
+                prompt_tokens = tokens
         runnable = [m for m in methods if m not in unsupported]
         for method in runnable:  # warm-up (head profiling for "auto", first-call overheads)
             await wave(client, pid, method, 1, 4, Sample())
@@ -123,7 +127,7 @@ async def bench_engine(base: str, pid: int, methods: list[str], levels: list[int
                         await wave(client, pid, method, level, max_tokens,
                                    table.setdefault((method, level), Sample()))
                         bar.update()
-    return table, unsupported
+    return table, unsupported, prompt_tokens
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -138,16 +142,14 @@ def settings(engine: str, model: str) -> dict:
                         "engine_options": {"kv_cache_memory_bytes": 1 << 30}}]}
 
 
-def report(results: dict, args, load: tuple[float, float]) -> str:
-    lines = [f"# decoding-method benchmark, {args.model} float32, chat prompt ~90 tokens, {args.max_tokens} output "
-             f"tokens/request (ignore_eos), median of {args.rounds} interleaved rounds; "
-             f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()} {os.cpu_count()} cores "
-             f"({platform.processor() or platform.platform()}), {args.threads or 'default'} torch threads, "
-             f"load avg {load[0]:.1f} at start / {load[1]:.1f} at end "
-             "(shared with other processes)", "",
+def report(results: dict, args, info: RunInfo) -> str:
+    prompts = ", ".join(f"{engine} {tokens}" for engine, (_, _, tokens) in results.items() if tokens)
+    lines = [f"# decoding-method benchmark, {args.model} float32, chat prompt of {prompts or '?'} tokens (plain; "
+             f"as the server counted it), {args.max_tokens} output tokens/request (ignore_eos), median of "
+             f"{args.rounds} interleaved rounds", "", *info.markdown(), "",
              "| engine | method | concurrency | ms / token | x plain | server CPU ms / token | x plain | "
              "TTFT ms | x plain | output tok/s |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for engine, (table, unsupported) in results.items():
+    for engine, (table, unsupported, _) in results.items():
         for (method, level), s in table.items():
             base = table.get(("plain", level))
             cells = []
@@ -179,7 +181,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers are stopped
 
     methods, levels = args.methods.split(","), [int(c) for c in args.concurrency.split(",")]
-    load_start = os.getloadavg()[0]
+    info = RunInfo.start(args.threads)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for engine in args.engines.split(","):
@@ -192,7 +194,7 @@ def main() -> None:
                                                            args.rounds, args.max_tokens, engine))
             finally:
                 stop_server(server)
-    text = report(results, args, (load_start, os.getloadavg()[0]))
+    text = report(results, args, info.finish())
     print("\n" + text)
     if args.out:
         path = Path(__file__).resolve().parent / "results" / f"{args.out}.md"
