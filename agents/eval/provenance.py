@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["Provenance", "cpu_model"]
+__all__ = ["Provenance", "braid_commit", "cpu_model"]
 
 _SOURCE = Path(__file__).resolve().parents[2]
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCH_NUM_THREADS")
@@ -36,7 +36,8 @@ def _git(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", "-C", str(_SOURCE), *args], capture_output=True, text=True, timeout=10)
 
 
-def _braid_commit() -> str:
+def braid_commit() -> str:
+    """The checkout's short commit, marked when the working tree has uncommitted changes."""
     try:
         head = _git("rev-parse", "--short", "HEAD").stdout.strip()
         if not head:
@@ -68,7 +69,7 @@ class Provenance:
         return cls(command=shlex.join(argv if argv is not None else [sys.executable, *sys.argv]), started=_utc(),
                    machine=f"{cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.machine()}",
                    threads=f"{threads} (this process's environment; a model server has its own)",
-                   load_start=os.getloadavg(), commit=_braid_commit())
+                   load_start=os.getloadavg(), commit=braid_commit())
 
     def finish(self) -> "Provenance":
         self.finished, self.load_end = _utc(), os.getloadavg()
