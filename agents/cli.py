@@ -18,6 +18,7 @@ from .runtime.errors import WorkflowError
 from .runtime.events import NodeFinished, NodeStarted, Progress, RunFinished, RunResult, RunStarted
 from .runtime.io import InputError
 from .runtime.records import RunRecord, RunRecords
+from .runtime.usage import usage_by_role_dicts
 
 __all__ = ["run_command", "runs_app"]
 
@@ -92,7 +93,7 @@ def _result_json(result: RunResult) -> dict:
     return {"thread_id": result.thread_id, "workflow": result.workflow, "status": result.status,
             "output": result.output.model_dump(mode="json") if result.output else None,
             "usage": result.usage.as_dict(),
-            "usage_by_role": {role: u.as_dict() for role, u in result.usage_by_role.items()},
+            "usage_by_role": usage_by_role_dicts(result.usage_by_role),
             "elapsed_s": result.elapsed_s, "model_s": result.usage.model_s, "model_wall_s": result.model_wall_s,
             "other_s": result.other_s}
 
@@ -209,10 +210,10 @@ def _record_json(record: RunRecord) -> dict:
     return {"thread_id": record.thread_id, "workflow": record.workflow, "status": record.status,
             "surface": record.surface, "attempts": record.attempts, "created_at": _when(record.created_at),
             "elapsed_s": record.elapsed_s, "usage": record.usage.as_dict(),
-            "usage_by_role": {r: u.as_dict() for r, u in record.usage_by_role.items()},
+            "usage_by_role": usage_by_role_dicts(record.usage_by_role),
             "config": record.config, "input": record.input, "output": record.output, "error": record.error,
             "nodes": [{"attempt": n.attempt, "node": n.node, "status": n.status, "seconds": n.seconds,
-                       "usage": {r: u.as_dict() for r, u in n.usage.items()}, "error": n.error}
+                       "usage": usage_by_role_dicts(n.usage), "error": n.error}
                       for n in record.nodes]}
 
 

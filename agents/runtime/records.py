@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .usage import Usage
+from .usage import Usage, usage_by_role_dicts
 
 __all__ = ["NodeRecord", "RunRecord", "RunRecords"]
 
@@ -72,7 +72,7 @@ def _usage_map(text: str) -> dict[str, Usage]:
 
 
 def _dump_usage_map(usage: dict[str, Usage]) -> str:
-    return json.dumps({role: value.as_dict() for role, value in usage.items()})
+    return json.dumps(usage_by_role_dicts(usage))
 
 
 def _alive(host: str | None, pid: int | None) -> bool:

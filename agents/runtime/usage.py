@@ -1,10 +1,11 @@
 """Token usage and model time: what a run, a node or a role spent (counted by `meter.UsageMeter`)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Usage"]
+__all__ = ["Usage", "usage_by_role_dicts"]
 
 
 @dataclass
@@ -34,3 +35,8 @@ class Usage:
         data = data or {}
         return cls(int(data.get("prompt_tokens", 0)), int(data.get("completion_tokens", 0)), int(data.get("calls", 0)),
                    float(data.get("model_s", 0.0)))
+
+
+def usage_by_role_dicts(usage: Mapping[str, Usage]) -> dict[str, dict[str, Any]]:
+    """Usage per role as JSON-ready dicts (records, the CLI's --json, MCP's _meta)."""
+    return {role: value.as_dict() for role, value in usage.items()}

@@ -36,6 +36,7 @@ from ..runtime.io import Artifact, InputError
 from ..runtime.records import RunRecords
 from ..runtime.registry import workflow_names
 from ..runtime.runner import Workflow, load_workflow
+from ..runtime.usage import usage_by_role_dicts
 
 __all__ = ["EMBED_LIMIT", "RunControl", "WorkflowServer", "build_server", "file_uri", "progress_message"]
 
@@ -140,7 +141,7 @@ def file_block(artifact: Artifact, thread_id: str) -> ContentBlock:
 def run_meta(result: RunResult) -> dict[str, Any]:
     return {f"{META}thread_id": result.thread_id, f"{META}status": result.status,
             f"{META}elapsed_s": round(result.elapsed_s, 3), f"{META}usage": result.usage.as_dict(),
-            f"{META}usage_by_role": {role: usage.as_dict() for role, usage in result.usage_by_role.items()}}
+            f"{META}usage_by_role": usage_by_role_dicts(result.usage_by_role)}
 
 
 def success_result(result: RunResult) -> CallToolResult:
