@@ -125,6 +125,9 @@ class Workflow:
             if record is not None:
                 if record.workflow != self.name:
                     raise WorkflowError(f"run {thread_id} is a {record.workflow!r} run, not {self.name!r}")
+                if record.status == "finished":  # its output is recorded: nothing to start or open
+                    yield RunFinished(self._result_of_record(thread_id))
+                    return
                 inputs = self.spec.input_model.model_validate(record.input)
                 config = _with_keys(self.spec.config_model.model_validate(record.config), self.config)
             else:  # started on another worker sharing the checkpointer: the state is all it needs
@@ -137,15 +140,14 @@ class Workflow:
         try:
             # aclosing: a caller that stops early closes the run here, in this task, where its MCP
             # sessions were opened (their cancel scopes must exit in the task that entered them).
-            async with aclosing(self._run(inputs, config, thread_id, resume, record if resume else None, surface,
-                                          tokens)) as events:
+            async with aclosing(self._run(inputs, config, thread_id, resume, surface, tokens)) as events:
                 async for event in events:
                     yield event
         except BaseExceptionGroup as group:
             raise _leaf(group) from None
 
     async def _run(self, inputs: WorkflowInput, config: WorkflowConfig, thread_id: str, resume: bool,
-                   record: Any, surface: str, tokens: bool) -> AsyncIterator[RunEvent]:
+                   surface: str, tokens: bool) -> AsyncIterator[RunEvent]:
         started = time.perf_counter()
         meter = UsageMeter()
         async with AsyncExitStack() as stack:
@@ -162,9 +164,6 @@ class Workflow:
                 state = await graph.aget_state(run_config)
                 if not state.values:
                     raise RunNotFound(thread_id)
-                if not state.next and record is not None and record.status == "finished":
-                    yield RunFinished(self._result_of_record(thread_id))
-                    return
             attempt = self.records.start_run(thread_id, self.name, _redacted(config),
                                              inputs.model_dump(mode="json"), surface)
             yield RunStarted(thread_id, self.name, attempt, resume)
