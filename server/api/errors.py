@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from .protocol import ErrorInfo, ErrorResponse
 
-__all__ = ["APIError", "bad_request", "not_found"]
+__all__ = ["APIError", "bad_request", "not_found", "overloaded", "unavailable"]
 
 
 @dataclass
@@ -14,6 +14,10 @@ class APIError(Exception):
     message: str
     type: str = "invalid_request_error"
     param: str | None = None
+    retry_after: float | None = None  # seconds, sent as the Retry-After header
+
+    def headers(self) -> dict[str, str] | None:
+        return None if self.retry_after is None else {"Retry-After": str(max(1, round(self.retry_after)))}
 
     def to_response(self) -> ErrorResponse:
         return ErrorResponse(error=ErrorInfo(message=self.message, type=self.type, param=self.param, code=self.status))
@@ -29,3 +33,8 @@ def not_found(message: str, param: str | None = None) -> APIError:
 
 def overloaded(message: str) -> APIError:
     return APIError(503, message, "service_unavailable_error")
+
+
+def unavailable(exc: Exception) -> APIError:
+    """503 for an engine that cannot serve now (``EngineUnavailable``)."""
+    return APIError(503, str(exc), "service_unavailable_error", None, getattr(exc, "retry_after", None))

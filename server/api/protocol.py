@@ -28,7 +28,7 @@ __all__ = [
     "ChatMessage", "ChatCompletionRequest", "ChatTokenLogprob", "ChatTopLogprob", "ChatLogprobs",
     "ChatChoice", "ChatCompletionResponse", "DeltaMessage", "ChatChunkChoice", "ChatCompletionChunk",
     "ModelCard", "ModelList", "TokenizeRequest", "TokenizeResponse", "DetokenizeRequest", "DetokenizeResponse",
-    "ContrastiveParams", "SteerParams", "DEFAULT_DISTURBANCE",
+    "HealthResponse", "ModelHealth", "ContrastiveParams", "SteerParams", "DEFAULT_DISTURBANCE",
 ]
 
 
@@ -302,3 +302,16 @@ class DetokenizeRequest(BaseModel):
 
 class DetokenizeResponse(BaseModel):
     prompt: str
+
+
+class ModelHealth(BaseModel):
+    state: Literal["starting", "ready", "failed", "restarting", "stopped"]
+    reason: str | None = None  # why the engine is not ready
+    restarts: int = 0  # engine restart attempts since the server started
+
+
+class HealthResponse(BaseModel):
+    """``GET /health``: ``ok`` (HTTP 200) only while the server admits requests and every model is ready."""
+
+    status: Literal["ok", "unavailable", "draining", "no models"]
+    models: dict[str, ModelHealth] = Field(default_factory=dict)

@@ -12,10 +12,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..engines.base import EngineError
-from .errors import APIError, bad_request, not_found
-from .protocol import (ChatCompletionRequest, CompletionRequest, DetokenizeRequest, DetokenizeResponse, ModelCard,
-                       ModelList, TokenizeRequest, TokenizeResponse)
+from ..engines.base import EngineError, EngineUnavailable
+from .errors import APIError, bad_request, not_found, unavailable
+from ..models.supervisor import EngineState
+from .protocol import (ChatCompletionRequest, CompletionRequest, DetokenizeRequest, DetokenizeResponse, HealthResponse,
+                       ModelCard, ModelHealth, ModelList, TokenizeRequest, TokenizeResponse)
 from .serving_chat import render_chat
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ async def require_api_key(request: Request) -> None:
 
 
 def _error(exc: APIError) -> JSONResponse:
-    return JSONResponse(exc.to_response().model_dump(), status_code=exc.status)
+    return JSONResponse(exc.to_response().model_dump(), status_code=exc.status, headers=exc.headers())
 
 
 async def _unless_disconnected(raw: Request, work) -> Any:
@@ -74,6 +75,7 @@ async def completions(request: CompletionRequest, raw: Request) -> Response:
     if _workflow_id(raw, request.model):
         raise bad_request(f"workflows answer chat completions only: {request.model!r} is a workflow; "
                           "POST /v1/chat/completions", "model")
+    await _state(raw).registry.ready(request.model)  # while its engine restarts: wait a while, else 503
     return await _respond(raw, _state(raw).completion_serving, request)
 
 
@@ -87,6 +89,7 @@ async def chat_completions(request: ChatCompletionRequest, raw: Request) -> Resp
         if request.model not in models:
             raise not_found(f"The model `{request.model}` does not exist. Served models: {models}; "
                             f"workflows: {workflows.ids()}", "model")
+    await _state(raw).registry.ready(request.model)
     return await _respond(raw, _state(raw).chat_serving, request)
 
 
@@ -121,9 +124,20 @@ async def detokenize(request: DetokenizeRequest, raw: Request) -> DetokenizeResp
 
 
 @router.get("/health")
-async def health(raw: Request) -> Response:
+async def health(raw: Request) -> JSONResponse:
+    """200 while the server serves and every model's engine is ready; else 503 saying why."""
     state = _state(raw)
-    return Response(status_code=200 if state.registry.all() or state.workflow_serving is not None else 503)
+    models = state.registry.health()
+    if state.lifecycle.draining:
+        status = "draining"
+    elif not models and state.workflow_serving is None:
+        status = "no models"
+    else:
+        status = "ok" if all(h.state is EngineState.READY for h in models.values()) else "unavailable"
+    body = HealthResponse(status=status, models={model: ModelHealth(state=h.state.value, reason=h.reason,
+                                                                    restarts=h.restarts)
+                                                 for model, h in models.items()})
+    return JSONResponse(body.model_dump(), status_code=200 if status == "ok" else 503)
 
 
 @router.get("/metrics")
@@ -154,6 +168,11 @@ def install_routes(app: FastAPI) -> None:
     @app.exception_handler(EngineError)
     async def _engine_error(_: Request, exc: EngineError) -> JSONResponse:
         return _error(bad_request(str(exc), getattr(exc, "param", None)))
+
+    @app.exception_handler(EngineUnavailable)
+    async def _engine_unavailable(_: Request, exc: EngineUnavailable) -> JSONResponse:
+        log.warning("503: %s", exc)
+        return _error(unavailable(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

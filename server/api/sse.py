@@ -6,7 +6,8 @@ from typing import AsyncIterator
 
 from pydantic import BaseModel
 
-from .errors import APIError
+from ..engines.base import EngineUnavailable
+from .errors import APIError, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +18,9 @@ async def sse_events(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[str]:
             yield f"data: {chunk.model_dump_json(exclude_none=False)}\n\n"
     except APIError as exc:
         yield f"data: {exc.to_response().model_dump_json()}\n\n"
+    except EngineUnavailable as exc:  # the engine failed or the server is stopping: 503, not a bug
+        log.warning("stream ended: %s", exc)
+        yield f"data: {unavailable(exc).to_response().model_dump_json()}\n\n"
     except Exception as exc:  # a failure mid-stream: tell the client, then end the stream cleanly
         log.exception("stream failed")
         error = APIError(500, f"generation failed: {type(exc).__name__}: {exc}", "internal_server_error")

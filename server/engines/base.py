@@ -15,7 +15,8 @@ from typing import AsyncIterator, Literal
 from ..plans import Capability, ContrastiveMethod, DecodingPlan, Refusal, capability_refusal
 from ..sampling import SamplingSpec
 
-__all__ = ["ChatConversation", "Engine", "EngineRequest", "EngineOutput", "TokenLogprob", "EngineStats", "EngineError"]
+__all__ = ["ChatConversation", "Engine", "EngineRequest", "EngineOutput", "TokenLogprob", "EngineStats", "EngineError",
+           "EngineUnavailable"]
 
 FinishReason = Literal["stop", "length", "abort"]
 
@@ -27,6 +28,16 @@ class EngineError(RuntimeError):
     def __init__(self, message: str, param: str | None = None):
         super().__init__(message)
         self.param = param
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine cannot serve now: it failed, is restarting, or the server is shutting down.
+    Mapped to HTTP 503 (with ``Retry-After`` when ``retry_after`` is known); a stream ends with an
+    error event. Unlike ``EngineError`` it says nothing about the request."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -90,7 +101,12 @@ class Engine(abc.ABC):
         """Load weights and start background loops. Called once before serving."""
 
     async def shutdown(self) -> None:
-        """Stop background loops and free memory."""
+        """Stop background loops and free memory. Also called on an engine that failed."""
+
+    def failure(self) -> str | None:
+        """Why this engine can no longer serve (its worker died, its step raised), or None while it
+        can. Cheap: the supervisor polls it. Once set it stays set; the engine is then replaced."""
+        return None
 
     def supports(self, plan: DecodingPlan) -> Refusal | None:
         """Why this engine cannot run ``plan``, or None. Here: a method outside ``capabilities``, or

@@ -18,7 +18,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-__all__ = ["ModelConfig", "ByteRef", "EnsembleMember", "WorkflowEntry", "Settings", "load_settings", "DEFAULT_MODEL",
+__all__ = ["ModelConfig", "RestartPolicy", "ByteRef", "EnsembleMember", "WorkflowEntry", "Settings", "load_settings", "DEFAULT_MODEL",
            "BYTE_KINDS"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -163,6 +163,23 @@ class WorkflowEntry(BaseModel):
         return self.workflow or self.id
 
 
+class RestartPolicy(BaseModel):
+    """What the server does when a model's engine fails (its process dies, its step raises)."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = Field(True, description="Restart a failed engine. Off: the server drains and exits with "
+                                            "status 1, for a process supervisor to restart it.")
+    max_attempts: int = Field(3, ge=1, description="Restarts in a row before giving up (then the server exits "
+                                                   "with status 1). A restart whose engine fails again within "
+                                                   "`stable_s` counts as one more in the row.")
+    backoff_s: float = Field(1.0, ge=0, description="Wait before the first restart; doubled for each one in a row.")
+    backoff_max_s: float = Field(30.0, ge=0, description="Longest wait between restarts.")
+    stable_s: float = Field(60.0, ge=0, description="An engine up this long has recovered: the row starts again.")
+    wait_s: float = Field(10.0, ge=0, description="How long a request that arrives while the engine restarts "
+                                                  "waits for it; after that it gets 503 with Retry-After.")
+
+
 class Settings(BaseSettings):
     """Braid server settings. Environment variables: BRAID_<FIELD>, e.g. BRAID_API_KEY."""
 
@@ -182,6 +199,11 @@ class Settings(BaseSettings):
     workflows: list[WorkflowEntry] = Field(default_factory=list, description="Workflows served as model ids.")
     agents_home: Path | None = Field(None, description="Where workflow runs are kept (agents/runs.sqlite, "
                                                        "checkpoints, files); default: `home`.")
+    engine_restart: RestartPolicy = Field(default_factory=RestartPolicy,
+                                          description="Restarting failed engines (env as JSON: "
+                                                      "BRAID_ENGINE_RESTART='{\"enabled\": false}').")
+    drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM: how long requests in flight may take to "
+                                                           "finish before they are ended with an error.")
 
     @field_validator("models")
     @classmethod

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable
 from .config import BYTE_KINDS, ModelConfig, Settings
 from ..engines.base import Engine, EngineStats
 from ..api.errors import not_found
+from .supervisor import EngineHealth, SupervisedEngine
 from .weights import resolve_source
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ServedModel:
     config: ModelConfig
-    engine: Engine
+    engine: SupervisedEngine
     path: str
     boundary_reader: Callable[[], PromptBoundaryReader] = field(repr=False)  # the registry's, made on first use
     _renders_tools: bool | None = field(default=None, init=False, repr=False)
@@ -62,8 +63,11 @@ def build_engine(config: ModelConfig, path: str, recipe=None, pool: SourcePool |
 
 
 class ModelRegistry:
-    def __init__(self, settings: Settings) -> None:
+    """``give_up(why)`` is called when a model's engine failed for good (restarts off or used up)."""
+
+    def __init__(self, settings: Settings, give_up: Callable[[str], None] | None = None) -> None:
         self._settings = settings
+        self._give_up = give_up or (lambda why: log.critical("%s; the server cannot restart it", why))
         self._models: dict[str, ServedModel] = {}
         self._source_pool: SourcePool | None = None  # models read at byte level, loaded once per (path, dtype)
         self._boundary_reader: PromptBoundaryReader | None = None
@@ -71,21 +75,34 @@ class ModelRegistry:
     async def start(self) -> None:
         by_id = {config.id: config for config in self._settings.models}
         for config in self._settings.models:
+            recipe = None
             if config.kind in BYTE_KINDS:
                 from ..engines.bytelevel import build_recipe, describe
 
                 recipe = build_recipe(config, by_id, lambda source: resolve_source(source, self._settings.home))
                 path = recipe.path if config.kind == "bytelevel" else describe(recipe)
-                engine = build_engine(config, path, recipe, self._byte_level_sources())
             else:
                 path = resolve_source(config.source, self._settings.home)
-                engine = build_engine(config, path)
             log.info("loading model %s from %s on the %s engine", config.id, path, config.engine)
+            engine = SupervisedEngine(config.id, self._launcher(config, path, recipe), self._settings.engine_restart,
+                                      self._give_up)
+            await engine.start()
+            self._models[config.id] = ServedModel(config, engine, path, self._prompt_boundary_reader)
+            log.info("model %s ready (max_model_len=%d)", config.id, engine.max_model_len)
+
+    def _launcher(self, config: ModelConfig, path: str, recipe):
+        """Builds and starts a fresh engine for ``config``: at start-up, and for each restart."""
+
+        async def launch() -> Engine:
+            pool = self._byte_level_sources() if recipe is not None else None
+            engine = build_engine(config, path, recipe, pool)
+            engine.cache_home = self._settings.home
             await engine.start()
             if config.chat_template is not None:
                 engine.tokenizer.chat_template = config.chat_template.read_text()
-            self._models[config.id] = ServedModel(config, engine, path, self._prompt_boundary_reader)
-            log.info("model %s ready (max_model_len=%d)", config.id, engine.max_model_len)
+            return engine
+
+        return launch
 
     async def shutdown(self) -> None:
         for served in self._models.values():
@@ -124,3 +141,20 @@ class ModelRegistry:
 
     def stats(self) -> dict[str, EngineStats]:
         return {model_id: served.engine.stats() for model_id, served in self._models.items()}
+
+    def health(self) -> dict[str, EngineHealth]:
+        return {model_id: served.engine.health() for model_id, served in self._models.items()}
+
+    async def ready(self, model_id: str) -> ServedModel:
+        """The model, once its engine is ready: ``EngineUnavailable`` if it is restarting past ``wait_s``."""
+        served = self.get(model_id)
+        await served.engine.wait_ready()
+        return served
+
+    def begin_drain(self) -> None:
+        for served in self._models.values():
+            served.engine.begin_drain()
+
+    def end_requests(self, message: str) -> int:
+        """End every request in flight on every model with a 503; how many there were."""
+        return sum(served.engine.end_requests(message) for served in self._models.values())

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator
 
 from ...sampling import SamplingSpec
-from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats
+from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, EngineUnavailable
 from .recipe import Recipe, describe, instantiate, leaves
 from .request_state import ByteRequestState
 from .sources import LoadedSource, SourcePool
@@ -47,6 +47,7 @@ class ByteLevelEngine(Engine):
         self._running = self._waiting = 0
         self.tokenizer = ByteTokenizer()
         self.max_model_len = 0
+        self._failure: str | None = None
 
     async def start(self) -> None:
         for leaf in self._leaves:
@@ -69,6 +70,9 @@ class ByteLevelEngine(Engine):
         for path, dtype in self._sources:
             self._pool.release(path, dtype)
         self._sources.clear()
+
+    def failure(self) -> str | None:
+        return self._failure
 
     def stats(self) -> EngineStats:
         return EngineStats(running=self._running, waiting=self._waiting)
@@ -117,9 +121,19 @@ class ByteLevelEngine(Engine):
                                prompt_logprobs if first else None, state.finish_reason)
             first = False
 
-    @staticmethod
-    async def _call(fn, *args):
-        return await run_in_worker(fn, *args)
+    async def _call(self, fn, *args):
+        """One step in the worker. An ``EngineError`` is the request's fault; anything else is the
+        engine's: it is marked failed, to be replaced, and this request ends with a 503."""
+        if self._failure is not None:
+            raise EngineUnavailable(f"model {self.name!r}: {self._failure}")
+        try:
+            return await run_in_worker(fn, *args)
+        except EngineError:
+            raise
+        except Exception as exc:
+            log.exception("%s: byte-level step failed", self.name)
+            self._failure = f"the byte-level step failed: {type(exc).__name__}: {exc}"
+            raise EngineUnavailable(f"model {self.name!r}: {self._failure}") from exc
 
     def _open(self, request: EngineRequest) -> ByteRequestState:
         """The request's own next-byte model (fresh caches), after each source's context."""

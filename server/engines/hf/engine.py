@@ -23,7 +23,7 @@ import torch
 from ...plans import Capability, DecodingPlan, Refusal
 from ...sampling import SamplingSpec
 from ...decoding.grammar import GrammarCompilerCache
-from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats
+from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, EngineUnavailable
 from . import attention
 from ...kernels.cpu_linear import install_small_batch_linears
 from .head_profile import HeadProfile
@@ -85,6 +85,7 @@ class HFEngine(Engine):
         self._head_profile: HeadProfile | None = None
         self._grammars: GrammarCompilerCache | None = None
         self._disable_any_whitespace = disable_any_whitespace
+        self._failure: str | None = None
         self._grammar_stop_ids = _eos_ids(self.tokenizer, model_path)
 
     async def start(self) -> None:
@@ -146,9 +147,12 @@ class HFEngine(Engine):
         self._thread = None
         self.runner = None
         for request_id in list(self._outboxes):
-            self._deliver(request_id, EngineError(f"engine {self.name!r} shut down"))
+            self._deliver(request_id, EngineUnavailable(f"engine {self.name!r} shut down"))
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+    def failure(self) -> str | None:
+        return self._failure
 
     def stats(self) -> EngineStats:
         running = len(self.scheduler.running) if self.scheduler is not None else 0
@@ -159,6 +163,8 @@ class HFEngine(Engine):
         self._validate(request)
         if self._thread is None:
             raise EngineError(f"engine {self.name!r} is not started")
+        if self._failure is not None:
+            raise EngineUnavailable(f"model {self.name!r}: {self._failure}")
         outbox: asyncio.Queue = asyncio.Queue()
         self._outboxes[request.request_id] = (asyncio.get_running_loop(), outbox)
         prompt = list(request.prompt_token_ids)
@@ -210,23 +216,26 @@ class HFEngine(Engine):
         validate_positions(request.sampling.plan, n)
 
     def _loop(self) -> None:
+        try:
+            self._run_loop()
+        except Exception as exc:  # noqa: BLE001 - the worker is dead: say why, fail every request, stop
+            log.exception("%s: the engine's worker failed", self.name)
+            self._failure = f"the engine step failed: {type(exc).__name__}: {exc}"
+            for request_id in list(self._outboxes):
+                self._deliver(request_id, EngineUnavailable(f"model {self.name!r}: {self._failure}"))
+
+    def _run_loop(self) -> None:
+        """Schedule, run, deliver until asked to stop. An exception in a step escapes: the batch's
+        KV slots and the scheduler's state can no longer be trusted, so the engine is replaced (as
+        vLLM's engine core dies on one)."""
         sched = self.scheduler
         while True:
             if not self._drain_inbox(block=not sched.has_work()):
                 return
-            batch = None
-            try:
-                batch = sched.schedule()
-                if batch is None:
-                    continue
-                outputs = run_step(self.runner, sched, batch, self.max_model_len)
-            except Exception as exc:  # noqa: BLE001 - a failed step fails its requests, not the engine
-                log.exception("%s: engine step failed", self.name)
-                outputs = []
-                for seq in (batch.units or batch.seqs) if batch is not None else []:
-                    sched.finish(seq)
-                    outputs.append((seq.request_id, EngineError(f"engine step failed: {exc}")))
-            for request_id, item in outputs:
+            batch = sched.schedule()
+            if batch is None:
+                continue
+            for request_id, item in run_step(self.runner, sched, batch, self.max_model_len):
                 self._deliver(request_id, item)
 
     def _drain_inbox(self, block: bool) -> bool:

@@ -24,7 +24,7 @@ from typing import Any, AsyncIterator
 from ...decoding.visual_noise import noise_image
 from ...plans import Capability, ContrastiveMethod, ContrastivePlan, DecodingPlan, Refusal
 from ...sampling import SamplingSpec
-from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, TokenLogprob
+from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, EngineUnavailable, TokenLogprob
 from .admission import SequenceSlots, TogetherAdmitter
 from .contrastive import ContrastivePairProcessor
 from .images import engine_input, image_token_id, supports_images
@@ -43,6 +43,13 @@ PAIR_ATTEMPTS = 3
 def _pixel_values(request: EngineRequest):
     images = request.sampling.plan.images
     return images.pixel_values if images is not None else None
+
+
+def _exit_codes(engine) -> str:
+    """`` (exit code -9)`` for the engine-core processes that exited, where vLLM exposes them."""
+    manager = getattr(getattr(engine.engine_core, "resources", None), "engine_manager", None)
+    codes = [p.exitcode for p in getattr(manager, "processes", ()) if getattr(p, "exitcode", None) is not None]
+    return f" (exit code {', '.join(map(str, codes))})" if codes else ""
 
 
 def _on_gpu() -> bool:
@@ -140,6 +147,11 @@ class VLLMEngine(Engine):
             self._engine.shutdown()
             self._engine = None
 
+    def failure(self) -> str | None:
+        if self._engine is None or not self._engine.errored:
+            return None
+        return f"vLLM's engine core stopped{_exit_codes(self._engine)}"
+
     def stats(self) -> EngineStats:
         running = sum(self._in_flight.values())
         return EngineStats(running=running, waiting=len(self._in_flight) - running)
@@ -213,6 +225,16 @@ class VLLMEngine(Engine):
         if self._engine is None:
             raise RuntimeError("engine not started")
         self.validate(request.sampling)
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        try:
+            async with contextlib.aclosing(self._generate(request)) as outputs:
+                async for out in outputs:
+                    yield out
+        except EngineDeadError as exc:
+            raise EngineUnavailable(f"model {self.name!r}: {self.failure() or exc}") from exc
+
+    async def _generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
         slots = 2 if request.sampling.plan.contrastive is not None else 1
         self._in_flight[request.request_id] = False
         try:
