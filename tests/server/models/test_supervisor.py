@@ -27,11 +27,13 @@ def tiny_2048_dir(tmp_path_factory):
 
 
 def _settings(model_dir, target_engine: str, restart: dict) -> dict:
+    """`tiny` on the engine under test, and `other`, a second model that must keep serving."""
     common = {"source": str(model_dir), "dtype": "float32", "max_num_seqs": 8}
-    options = {"vllm": {"enforce_eager": True, "kv_cache_memory_bytes": 128 << 20}, "transformers": {}}
+    target = {"vllm": {"engine": "vllm", "engine_options": {"enforce_eager": True, "kv_cache_memory_bytes": 128 << 20}},
+              "transformers": {"engine": "transformers"},
+              "bytelevel": {"kind": "bytelevel"}}[target_engine]
     return {"api_key": API_KEY, "log_level": "info", "engine_restart": restart,
-            "models": [{"id": "tiny", "engine": target_engine, "engine_options": options[target_engine], **common},
-                       {"id": "other", "engine": "transformers", **common}]}
+            "models": [{"id": "tiny", **target, **common}, {"id": "other", "engine": "transformers", **common}]}
 
 
 def _hooked_env(fault_file) -> dict:
@@ -100,6 +102,15 @@ async def test_an_exception_in_the_transformers_step_is_healed(tiny_2048_dir, tm
     finally:
         stop_server(handle)
     assert "the engine is back" in handle.log_path.read_text()
+
+
+async def test_an_exception_in_a_byte_level_step_is_healed(tiny_2048_dir, tmp_path):
+    fault_file = tmp_path / "fault"
+    handle = start_server(_settings(tiny_2048_dir, "bytelevel", RESTART), tmp_path, env=_hooked_env(fault_file))
+    try:
+        await _fault_cycle(handle, lambda: fault_file.write_text(""), "injected fault")
+    finally:
+        stop_server(handle)
 
 
 def _kill_engine_core(server_pid: int) -> int:

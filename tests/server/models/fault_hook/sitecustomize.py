@@ -1,8 +1,9 @@
 """Fault injection for a test server (put this folder on PYTHONPATH): patches the transformers
-engine's step, the one place a test changes the code it runs.
+engine's step and the byte-level engine's, the one place a test changes the code it runs.
 
-BRAID_TEST_STEP_DELAY_S slows every step (so streams are surely running when the fault comes);
-while the file named by BRAID_TEST_FAULT_FILE exists, the next step removes it and raises.
+BRAID_TEST_STEP_DELAY_S slows every transformers step (so streams are surely running when the
+fault comes); while the file named by BRAID_TEST_FAULT_FILE exists, the next step of either
+engine removes it and raises.
 """
 import os
 import time
@@ -13,19 +14,30 @@ def _install() -> None:
     delay = float(os.environ.get("BRAID_TEST_STEP_DELAY_S", "0"))
     if not fault_file and not delay:
         return
+    from braid.server.engines.bytelevel.request_state import ByteRequestState
     from braid.server.engines.hf import engine as hf_engine
+
+    def fault() -> None:
+        if fault_file and os.path.exists(fault_file):
+            os.remove(fault_file)
+            raise RuntimeError("injected fault")
 
     real_step = hf_engine.run_step
 
     def run_step(*args, **kwargs):
         if delay:
             time.sleep(delay)
-        if fault_file and os.path.exists(fault_file):
-            os.remove(fault_file)
-            raise RuntimeError("injected fault")
+        fault()
         return real_step(*args, **kwargs)
 
+    real_byte_step = ByteRequestState.step
+
+    def byte_step(self):
+        fault()
+        return real_byte_step(self)
+
     hf_engine.run_step = run_step
+    ByteRequestState.step = byte_step
 
 
 _install()
