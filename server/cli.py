@@ -30,8 +30,17 @@ def serve(
     api_key: Optional[str] = typer.Option(None, "--api-key", help="Require `Authorization: Bearer KEY` (env BRAID_API_KEY)."),
     max_model_len: Optional[int] = typer.Option(None, help="Cap the context length (default: the model's)."),
     log_level: Optional[str] = typer.Option(None, help="debug, info, warning or error (env BRAID_LOG_LEVEL)."),
+    drain_timeout: Optional[float] = typer.Option(
+        None, "--drain-timeout", help="On SIGTERM or Ctrl-C, seconds requests in flight may take to finish before "
+                                      "they are ended with an error (default 30; env BRAID_DRAIN_TIMEOUT_S). A second "
+                                      "signal stops at once."),
+    restart_engines: Optional[bool] = typer.Option(
+        None, "--restart-engines/--no-restart-engines",
+        help="Restart an engine that fails (default), or drain and exit with status 1 for a process supervisor "
+             "to restart the server. Attempts and backoff: `engine_restart` in --config."),
 ) -> None:
-    """Start the OpenAI-compatible server (POST /v1/chat/completions, /v1/completions; GET /v1/models, /metrics)."""
+    """Start the OpenAI-compatible server (POST /v1/chat/completions, /v1/completions; GET /v1/models, /health,
+    /metrics). /health answers 503 with the reason while an engine is down or the server drains."""
     from .api.app import run_server  # torch, vLLM: only when serving
 
     models = None
@@ -42,7 +51,11 @@ def serve(
         models = [ModelConfig(id=served_name or source, source=source, engine=engine or "vllm",
                               max_model_len=max_model_len, dtype=dtype)]
     try:
-        settings = load_settings(config, host=host, port=port, api_key=api_key, log_level=log_level, models=models)
+        settings = load_settings(config, host=host, port=port, api_key=api_key, log_level=log_level, models=models,
+                                 drain_timeout_s=drain_timeout)
+        if restart_engines is not None:
+            restart = settings.engine_restart.model_copy(update={"enabled": restart_engines})
+            settings = settings.model_copy(update={"engine_restart": restart})
     except Exception as exc:
         typer.echo(f"invalid settings: {exc}", err=True)
         raise typer.Exit(2)
