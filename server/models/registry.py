@@ -1,6 +1,7 @@
 """The model registry: served model ids -> started engines."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -95,7 +96,9 @@ class ModelRegistry:
 
         async def launch() -> Engine:
             pool = self._byte_level_sources() if recipe is not None else None
-            engine = build_engine(config, path, recipe, pool)
+            # Off the event loop: engines read tokenizers and configs as they are built, and a
+            # restart must not stall the other models' requests.
+            engine = await asyncio.to_thread(build_engine, config, path, recipe, pool)
             engine.cache_home = self._settings.home
             await engine.start()
             if config.chat_template is not None:

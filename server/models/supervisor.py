@@ -185,9 +185,11 @@ class SupervisedEngine(Engine):
                     out = step.result()
                 except StopAsyncIteration:
                     return
-                except EngineUnavailable:
+                except EngineUnavailable as exc:
                     if engine is self._engine:
                         self._check()  # the engine said so: notice now rather than at the next poll
+                    if exc.retry_after is None and self._state is not EngineState.STOPPED:
+                        raise EngineUnavailable(str(exc), self._retry_after()) from exc
                     raise
                 yield out
         finally:

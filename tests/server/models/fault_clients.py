@@ -54,11 +54,15 @@ async def start_streams(client: httpx.AsyncClient, body: dict, count: int) -> li
     return streams
 
 
-async def wait_health(client: httpx.AsyncClient, status: int, timeout: float) -> tuple[float, dict]:
-    """Poll /health until it answers ``status``: (seconds it took, its body)."""
+async def wait_health(client: httpx.AsyncClient, status: int, timeout: float,
+                      answer_within: float = 2.0) -> tuple[float, dict]:
+    """Poll /health until it answers ``status``: (seconds it took, its body). Every answer must
+    come within ``answer_within`` seconds: a server busy restarting an engine still answers."""
     began = time.monotonic()
     while True:
+        asked = time.monotonic()
         response = await client.get("/health")
+        assert time.monotonic() - asked < answer_within, f"/health took {time.monotonic() - asked:.1f} s to answer"
         if response.status_code == status:
             return time.monotonic() - began, response.json()
         if time.monotonic() - began > timeout:

@@ -52,11 +52,25 @@ async def _text(client, model: str) -> str:
     return response.json()["choices"][0]["text"]
 
 
+def _descriptors(pid: int) -> int:
+    """The server process's open descriptors other than sockets (connections come and go)."""
+    fd_dir = f"/proc/{pid}/fd"
+    return sum(1 for fd in os.listdir(fd_dir) if not _readlink(f"{fd_dir}/{fd}").startswith("socket:"))
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # closed meanwhile
+        return "socket:"
+
+
 async def _fault_cycle(handle, inject, failure_words: str) -> None:
     """Streams and a whole request in flight on `tiny`; ``inject()`` breaks its engine; then every
     observable promise of the supervisor is checked, up to serving again."""
     async with _client(handle) as client:
         tiny_before, other_before = await _text(client, "tiny"), await _text(client, "other")
+        descriptors_before = _descriptors(handle.process.pid)
         streams = await start_streams(client, {"model": "tiny", **LONG}, 3)
         whole = asyncio.create_task(client.post("/v1/completions", json={"model": "tiny", **LONG}))
         await asyncio.sleep(0.5)  # admitted and running
@@ -83,9 +97,11 @@ async def _fault_cycle(handle, inject, failure_words: str) -> None:
             assert result.finish_reasons == []  # ended by the failure, not finished
         response = await asyncio.wait_for(whole, 30)
         assert response.status_code == 503 and response.json()["error"]["code"] == 503, response.text
+        assert int(response.headers["retry-after"]) >= 1
 
         took, health = await wait_health(client, 200, timeout=240)
         assert health["models"]["tiny"] == {"state": "ready", "reason": None, "restarts": 1}, health
+        assert _descriptors(handle.process.pid) <= descriptors_before + 2, "the restart leaked file descriptors"
         assert await _text(client, "tiny") == tiny_before  # the new engine answers as the old one did
         metrics = (await client.get("/metrics")).text
         assert metric(metrics, "braid:engine_restarts_total", model_name="tiny") == 1
