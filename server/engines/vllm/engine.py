@@ -16,6 +16,7 @@ a pair over the same prompt whose negative branch gets the images noised by forw
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -93,6 +94,9 @@ class VLLMEngine(Engine):
 
     async def start(self) -> None:
         os.environ.setdefault("VLLM_CACHE_ROOT", os.path.join(os.path.expanduser("~"), ".cache", "braid", "vllm"))
+        from . import compile_cache
+
+        compile_cache.enable()  # warm starts load the compiled model instead of compiling again (CPU)
         from transformers import AutoTokenizer
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.usage.usage_lib import UsageContext
@@ -118,7 +122,7 @@ class VLLMEngine(Engine):
         if missing_plugin():
             log.warning("vLLM will not load Braid's plugin (entry point group vllm.general_plugins): without "
                         "torchvision, LLaVA models then fail to load; reinstall braid (pip install -e .)")
-        config = args.create_engine_config(UsageContext.ENGINE_CONTEXT)
+        config = await asyncio.to_thread(args.create_engine_config, UsageContext.ENGINE_CONTEXT)
         # The pair processor is a V1-interface processor: vLLM's V2 model runner (the GPU default
         # where Triton is installed) rejects it, and speculative decoding rejects any.
         pairs = config.speculative_config is None and not config.use_v2_model_runner
@@ -132,9 +136,11 @@ class VLLMEngine(Engine):
         if images:
             capabilities |= {Capability.IMAGES, Capability.VCD} if pairs else {Capability.IMAGES}
         self.capabilities = frozenset(capabilities)
-        self._engine = AsyncLLM.from_vllm_config(config, disable_log_stats=True)
+        # Starting the engine core (loading, compiling) takes a while: off the event loop, so a
+        # restart leaves the server's other models and /health answering.
+        self._engine = await asyncio.to_thread(AsyncLLM.from_vllm_config, config, disable_log_stats=True)
         self.max_model_len = self._engine.model_config.max_model_len
-        self.tokenizer = AutoTokenizer.from_pretrained(self._model_path)
+        self.tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, self._model_path)
         if images:
             from transformers import AutoProcessor
 
@@ -143,9 +149,17 @@ class VLLMEngine(Engine):
         self._admitter = TogetherAdmitter(self._engine, self._engine.add_request, self._abort)
 
     async def shutdown(self) -> None:
-        if self._engine is not None:
-            self._engine.shutdown()
-            self._engine = None
+        if self._engine is None:
+            return
+        engine, self._engine, self._admitter = self._engine, None, None
+        engine.shutdown()
+        # vLLM closes its client's sockets but leaves the client's ZeroMQ context (I/O threads with
+        # their epoll and event descriptors) to the garbage collector: end it, or every engine
+        # restart leaks them.
+        ctx = getattr(getattr(engine.engine_core, "resources", None), "ctx", None)
+        if ctx is not None and not ctx.closed:
+            await asyncio.sleep(0)  # let close callbacks vLLM scheduled on this loop run first
+            await asyncio.wait_for(asyncio.to_thread(ctx.destroy, 0), 30)
 
     def failure(self) -> str | None:
         if self._engine is None or not self._engine.errored:

