@@ -16,9 +16,9 @@ followed by each of a set of probe continuations (one per character class, plus 
 text), and accept ``ids`` if, for one of the resulting segmentations, BPE of each segment (the
 last one cut at the end of the text) concatenates to ``ids``. A text ending inside a UTF-8
 character is completed with characters that start with those bytes (from the vocabulary's
-alphabet, plus one generic completion) before pre-tokenizing; if no such completion is a
-witness, the sequence is valid iff one of its extensions by a token that carries on the
-character is (the canonical continuation has one), checked recursively.
+alphabet, every whitespace character, plus one generic completion) before pre-tokenizing; if
+no such completion is a witness, the sequence is valid iff one of its extensions by a token
+that carries on the character is (the canonical continuation has one), checked recursively.
 
 Text that spells an added/special token is treated as plain text here.
 """
@@ -36,6 +36,11 @@ __all__ = ["CanonicalityChecker"]
 
 DEFAULT_PROBES = ("", " ", "\n", "\t", "a", "A", "s", "0", ".", "'", "-", "é", "中", "😀")
 MAX_COMPLETIONS = 16
+# Every Unicode whitespace character above ASCII (all lie below U+3001). Pre-tokenizers split
+# whitespace runs with look-ahead rules (GPT-2's ``\s+(?!\S)``), so an unfinished character may
+# be valid only as whitespace (after " ", U+1680 OGHAM SPACE MARK gives "Ġ" "á" "ļ" "Ģ" where a
+# letter would merge "Ġá"): these are always tried as completions, on top of MAX_COMPLETIONS.
+_WHITESPACE = tuple(c for c in map(chr, range(0x80, 0x3001)) if c.isspace())
 # Extensions of an unfinished character tried per validity question. Without a bound the search
 # is exponential in the missing bytes (tens of continuation tokens per byte) when no completion
 # is a witness, e.g. after a token whose boundary no character could follow; past the bound the
@@ -246,15 +251,21 @@ class CanonicalityChecker:
             chars.update(piece.decode("utf-8", errors="ignore"))
         self.probes = tuple(p for p in self.probes if all(self._representable(c) for c in p))
         table: dict[bytes, list[str]] = {}
+        self._space_completions: dict[bytes, list[str]] = {}
         for ch in sorted(c for c in chars if self._representable(c)):
             encoded = ch.encode("utf-8")
             for k in range(1, len(encoded)):
                 table.setdefault(encoded[:k], []).append(ch)
+        for ch in (c for c in _WHITESPACE if self._representable(c)):
+            encoded = ch.encode("utf-8")
+            for k in range(1, len(encoded)):
+                self._space_completions.setdefault(encoded[:k], []).append(ch)
         return table
 
     def _completions_for(self, tail: bytes) -> list[str]:
         """Characters (representable by the vocabulary) whose UTF-8 starts with ``tail``."""
         chars = self._completions.get(tail, [])[:MAX_COMPLETIONS]
+        chars = chars + [c for c in self._space_completions.get(tail, ()) if c not in chars]
         generic = generic_completion(tail)
         if generic is not None and generic not in chars and self._representable(generic):
             chars = chars + [generic]

@@ -123,6 +123,20 @@ def test_canonicality_agrees_with_the_tokenizer(real):
     assert 50 < sum(outcomes) < len(outcomes) - 50  # both kinds occur often
 
 
+def test_prefixes_of_encodings_with_unicode_whitespace_are_valid(real):
+    r"""Every prefix of the tokenizer's own encoding is a valid prefix, here around each multi-byte
+    whitespace character. SmolLM2 encodes "Hi \u1680x" as Hi Ġ á ļ Ģ x: (Hi, Ġ, á) is valid only
+    through a whitespace completion of "\xe1" (a letter would merge "Ġá"); the checker once
+    completed unfinished characters from the vocabulary's alphabet only and missed it."""
+    _, tokenizer, _, checker, _ = real
+    spaces = [c for c in map(chr, range(0x80, 0x3001)) if c.isspace()]
+    for w in spaces:
+        for text in (f"Hi {w}x", f"a{w}b", f"1 {w} 2", f"x{w}{w}y", f"é{w}"):
+            ids = encode(tokenizer, text)
+            for k in range(1, len(ids) + 1):
+                assert checker.is_valid_prefix(ids[:k]), (text, ids[:k])
+
+
 def test_valid_prefixes_have_real_witnesses(real):
     """An accepted prefix has a continuation z the tokenizer really encodes it with; a rejected one
     has none among many continuations (complete-UTF-8 texts, where the probes are the witnesses)."""
