@@ -2,9 +2,7 @@
 the byte-level engine loads them, greedy decoding loops, the machine line, confidence intervals."""
 from __future__ import annotations
 
-import datetime
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,7 @@ from braid.server.decoding.bytelevel import END, ByteLM, CharLM, TransformersLM
 from braid.server.decoding.bytelevel.char_lm import END_OF_TEXT
 
 __all__ = ["Model", "KNOBS_HELP", "parse_knobs", "knobs_label", "load_model", "token_greedy", "byte_greedy",
-           "char_greedy", "machine_line", "mean_ci", "wilson_ci", "BUNDLED_PAIR"]
+           "char_greedy", "mean_ci", "wilson_ci", "BUNDLED_PAIR"]
 
 BUNDLED_PAIR = ("smollm2-135m-instruct", "gemma-3-270m")
 
@@ -128,18 +126,6 @@ def char_greedy(char_lm: CharLM, n_chars: int) -> str:
             break
         text += choice
     return text
-
-
-def machine_line() -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{datetime.date.today().isoformat()}, {cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"with {torch.get_num_threads()} thread(s), load average {load}")
 
 
 def mean_ci(values, weights=None, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:

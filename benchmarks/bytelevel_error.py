@@ -14,22 +14,26 @@ is computed
   model's probability while branches below SHARE x the most likely one are dropped; the cover
   keeps the MAX_BRANCHES most likely branches).
 
-With ``--continuation`` the prompts are instead token context (as in `bytelevel.py`'s
-generation) and the prefixes are the first ``--cut-bytes`` bytes of each prompt's token-level
-greedy continuation: the regime the speed table measures, where the prefix is generated text
-rather than a prompt read at byte level.
+Two regimes, both run by default (``--regimes``): (a) ``prompt``, the above; (b)
+``continuation``: the prompts are token context (as in `bytelevel.py`'s generation) and the
+prefixes are the first ``--cut-bytes`` bytes of each prompt's token-level greedy continuation:
+the regime the speed table measures, where the prefix is generated text rather than a prompt
+read at byte level.
 
-Printed (markdown), per setting: mean and max total variation distance to the exact
-distribution, mean |log p_exact(b) - log p_approx(b)| (nats) for the byte b the exact
-distribution ranks first, how often the most likely byte agrees, and seconds per prefix. With
-``--detail`` also each prefix's distance. The exact distribution costs seconds per byte of prefix
-(~7 s on a busy 2-core machine), so the prefixes are short: the default run took ~6 minutes there.
+Per setting and regime: mean and max total variation distance to the exact distribution, mean
+|log p_exact(b) - log p_approx(b)| (nats) for the byte b the exact distribution ranks first, how
+often the most likely byte agrees, and seconds per prefix; then each prefix's distance. Written
+(``--out``, default ``bytelevel_error``) to benchmarks/results/OUT.md (the run header, the
+summary table of both regimes side by side, the per-regime tables with each prefix) and OUT.json.
+The exact distribution costs seconds per byte of prefix (~7 s on a busy 2-core machine), so the
+prefixes are short: the default run (both regimes) takes ~10-20 minutes there.
 
     .venv/bin/python benchmarks/bytelevel_error.py --help
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -40,8 +44,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bytelevel import PROMPTS  # noqa: E402
-from bytelevel_common import (BUNDLED_PAIR, KNOBS_HELP, Stopwatch, knobs_label, load_model, machine_line,  # noqa: E402
-                              parse_knobs, token_greedy)
+from bytelevel_common import (BUNDLED_PAIR, KNOBS_HELP, Stopwatch, knobs_label, load_model, parse_knobs,  # noqa: E402
+                              token_greedy)
+from structured_common import RESULTS, RunInfo  # noqa: E402
 
 from braid.server.decoding.bytelevel import END  # noqa: E402
 
@@ -64,14 +69,25 @@ def parse_args(argv=None):
     parser.add_argument("--no-always-check", action="store_true",
                         help="don't pass the prefix as always_check (the server does; without it a prefix "
                              "whose tokens are all below MIN_TOKEN_PROB gets probability zero)")
-    parser.add_argument("--continuation", action="store_true",
-                        help="prompts as context tokens; prefixes cut from the token-level greedy continuation")
-    parser.add_argument("--prompts", type=int, default=4, help="with --continuation: how many prompts")
+    parser.add_argument("--regimes", default="prompt,continuation",
+                        help="comma list: prompt (prefixes read at byte level), continuation (prompts as context "
+                             "tokens; prefixes cut from the token-level greedy continuation)")
+    parser.add_argument("--continuation", action="store_true", help="the same as --regimes continuation")
+    parser.add_argument("--prompts", type=int, default=4, help="continuation regime: how many prompts")
     parser.add_argument("--cut-bytes", type=int, nargs="+", default=[3, 7],
-                        help="with --continuation: prefix lengths in bytes of the greedy continuation")
-    parser.add_argument("--detail", action="store_true", help="also print each prefix's distance per setting")
+                        help="continuation regime: prefix lengths in bytes of the greedy continuation")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared machine)")
-    return parser.parse_args(argv)
+    parser.add_argument("--out", default="bytelevel_error", help="results/OUT.md and results/OUT.json ('': print only)")
+    args = parser.parse_args(argv)
+    if args.continuation:
+        args.regimes = "continuation"
+    args.regimes = args.regimes.split(",")
+    if unknown := set(args.regimes) - set(REGIMES):
+        parser.error(f"unknown regimes {sorted(unknown)}: choose from {', '.join(REGIMES)}")
+    return args
+
+
+REGIMES = {"prompt": "(a) prompt read at byte level", "continuation": "(b) generated text after a token-level prompt"}
 
 
 def total_variation(p_log: np.ndarray, q_log: np.ndarray) -> float:
@@ -87,9 +103,9 @@ class Tally:
         self.seconds = 0.0
 
 
-def items(model, args) -> list[tuple[tuple[int, ...], bytes, bytes, str, str]]:
+def items(model, args, regime: str) -> list[tuple[tuple[int, ...], bytes, bytes, str, str]]:
     """(context ids, byte prefix, always_check, shown as, kind) for each prefix to measure."""
-    if not args.continuation:
+    if regime == "prompt":
         return [(model.text_context, text.encode("utf-8"), b"" if args.no_always_check else text.encode("utf-8"),
                  repr(text), kind) for text, kind in PREFIXES[: args.prefixes]]
     out = []
@@ -101,13 +117,12 @@ def items(model, args) -> list[tuple[tuple[int, ...], bytes, bytes, str, str]]:
     return out
 
 
-def run(args):
-    torch.set_num_threads(args.threads)
-    model = load_model(BUNDLED_PAIR[0])
+def run(model, args, regime: str):
     settings = [(s, parse_knobs(s)) for s in args.settings]
     tallies: dict[str, Tally] = defaultdict(Tally)
     detail: list[tuple[str, str, dict[str, float]]] = []
-    for context, prefix, check, text, kind in tqdm(items(model, args), desc="prefixes", unit="prefix"):
+    for context, prefix, check, text, kind in tqdm(items(model, args, regime), desc=f"{regime} prefixes",
+                                                   unit="prefix"):
         with Stopwatch() as watch:
             exact = model.byte_lm(context).next_byte_logprobs(prefix)
         tallies["exact"].seconds += watch.seconds
@@ -142,40 +157,86 @@ def byte_name(symbol: int) -> str:
     return "END" if symbol == END else repr(bytes([symbol]))[1:]
 
 
-def table(tallies: dict[str, Tally], detail, args) -> str:
+def summary(tally: Tally, n: int) -> dict:
+    gaps = np.array(tally.top_gap)
+    return {"tv_mean": float(np.mean(tally.tv)), "tv_max": float(np.max(tally.tv)),
+            "top_gap": float(gaps.mean()) if np.isfinite(gaps).all() else None, "zero": tally.zero,
+            "agree": tally.agree, "n": n, "s_per_prefix": tally.seconds / max(n, 1)}
+
+
+def gap_cell(row: dict) -> str:
+    if row["top_gap"] is None:
+        return f"inf: {row['zero']}/{row['n']} prefixes get probability zero"
+    return f"{row['top_gap']:.2g}"
+
+
+def regime_text(regime: str, detail, args, exact_s: float) -> str:
     n = len(detail)
     kinds = ", ".join(f"{count} {kind}" for kind in dict.fromkeys(k for _, k, _ in detail)
                       if (count := sum(k == kind for _, k, _ in detail)))
-    lines = [f"Byte-level approximation error ({machine_line()}); SmolLM2-135M-Instruct float32 on CPU; "
-             f"{n} prefixes ({kinds}); "
-             + ("prompts as context tokens, prefixes generated; " if args.continuation else
-                f"prefixes read at byte level, as always_check: {not args.no_always_check}; ")
-             + "exact: "
-             f"{tallies['exact'].seconds / max(n, 1):.1f} s per prefix.", "",
-             "| setting | total variation to exact, mean | max | mean abs. log-prob error of the exact top byte "
-             "(nats) | same top byte | s / prefix |",
-             "|---|---|---|---|---|---|"]
-    for name, t in tallies.items():
-        if name == "exact":
-            continue
-        gaps = np.array(t.top_gap)
-        gap = f"{gaps.mean():.2g}" if np.isfinite(gaps).all() else f"inf ({t.zero} zero-probability prefixes)"
-        lines.append(f"| {label(name)} | {np.mean(t.tv):.2g} | {np.max(t.tv):.2g} | {gap} | {t.agree}/{n} "
-                     f"| {t.seconds / n:.2f} |")
-    if args.detail:
-        names = [name for name in tallies if name != "exact"]
+    how = ("prompts as context tokens, prefixes generated" if regime == "continuation" else
+           f"prefixes read at byte level after the text context, as always_check: {not args.no_always_check}")
+    return f"{REGIMES[regime]}: {n} prefixes ({kinds}); {how}; exact took {exact_s / max(n, 1):.1f} s per prefix"
+
+
+def report(results: dict, args, info: RunInfo) -> str:
+    """``results``: regime -> (tallies, detail)."""
+    regimes = list(results)
+    names = list(args.settings)
+    lines = ["# Byte-level approximation error: fast settings vs the exact next-byte distribution", "",
+             "SmolLM2-135M-Instruct float32 on CPU (transformers), next-byte distribution over 256 bytes + END; exact ="
+             " `min_token_prob=0`, no `max_branches`. TV = total variation distance to exact; log-prob error = "
+             "|log p_exact(b) - log p_approx(b)| in nats for the byte b that exact ranks first.", "",
+             *(f"- {regime_text(r, results[r][1], args, results[r][0]['exact'].seconds)}" for r in regimes), "",
+             *info.markdown(), "",
+             "| setting | " + " | ".join(f"{REGIMES[r].split(' ')[0]} {r}: TV mean | max | log-prob error of top byte | "
+                                          "same top byte" for r in regimes) + " |",
+             "|---|" + "---|---|---|---|" * len(regimes)]
+    for name in names:
+        cells = []
+        for r in regimes:
+            tallies, detail = results[r]
+            row = summary(tallies[name], len(detail))
+            cells.append(f"{row['tv_mean']:.2g} | {row['tv_max']:.2g} | {gap_cell(row)} | {row['agree']}/{row['n']}")
+        lines.append(f"| {label(name)} | " + " | ".join(cells) + " |")
+    for r in regimes:
+        tallies, detail = results[r]
+        lines += ["", f"## {REGIMES[r]}", "",
+                  "| setting | total variation to exact, mean | max | mean abs. log-prob error of the exact top byte "
+                  "(nats) | same top byte | s / prefix |", "|---|---|---|---|---|---|"]
+        for name in names:
+            row = summary(tallies[name], len(detail))
+            lines.append(f"| {label(name)} | {row['tv_mean']:.2g} | {row['tv_max']:.2g} | {gap_cell(row)} | "
+                         f"{row['agree']}/{row['n']} | {row['s_per_prefix']:.2f} |")
         lines += ["", "| prefix | cut | exact top byte (p) | " + " | ".join(f"TV {label(s)}" for s in names) + " |",
                   "|---|---|---|" + "---|" * len(names)]
         for text, kind, row in detail:
             lines.append(f"| `{text}` | {kind} | `{byte_name(row['best'])}` ({row['p_best']:.2f}) | "
                          + " | ".join(f"{row[s]:.2g}" for s in names) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    tallies, detail = run(args)
-    print(table(tallies, detail, args))
+    torch.set_num_threads(args.threads)
+    info = RunInfo.start(args.threads, in_process=True)
+    model = load_model(BUNDLED_PAIR[0])
+    results = {regime: run(model, args, regime) for regime in args.regimes}
+    text = report(results, args, info.finish())
+    print(text)
+    if args.out:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{args.out}.md").write_text(text)
+        data = {"run": info.as_dict(), "args": vars(args), "regimes": {
+            r: {"exact_s": tallies["exact"].seconds,
+                "settings": {name: {"label": label(name), **summary(tallies[name], len(detail)),
+                                    "tv_each": tallies[name].tv,
+                                    "top_gap_each": [g if np.isfinite(g) else None for g in tallies[name].top_gap]}
+                             for name in args.settings},
+                "prefixes": [{"prefix": text, "cut": kind, **row} for text, kind, row in detail]}
+            for r, (tallies, detail) in results.items()}}
+        (RESULTS / f"{args.out}.json").write_text(json.dumps(data, indent=1) + "\n")
+        print(f"written: {RESULTS / args.out}.md, .json")
 
 
 if __name__ == "__main__":

@@ -143,7 +143,9 @@ def settings(engine: str, model: str) -> dict:
 
 
 def report(results: dict, args, info: RunInfo) -> str:
-    prompts = ", ".join(f"{engine} {tokens}" for engine, (_, _, tokens) in results.items() if tokens)
+    counts = {engine: tokens for engine, (_, _, tokens) in results.items() if tokens}
+    prompts = (str(next(iter(counts.values()))) if len(set(counts.values())) == 1
+               else ", ".join(f"{engine} {tokens}" for engine, tokens in counts.items()))
     lines = [f"# decoding-method benchmark, {args.model} float32, chat prompt of {prompts or '?'} tokens (plain; "
              f"as the server counted it), {args.max_tokens} output tokens/request (ignore_eos), median of "
              f"{args.rounds} interleaved rounds", "", *info.markdown(), "",

@@ -23,7 +23,8 @@
    of one family offline, so this steers with a context difference, not a fine-tuning one.
 
 Means with 95% intervals (bootstrap over chunks for bits per byte; Wilson for accuracies).
-Tables print as markdown; a plot and the raw numbers go to ``--out`` (PNG + JSON).
+Tables print as markdown; ``--out`` gets them with the run header (``.md``), a plot (``.png``) and
+the raw numbers (``.json``).
 
     .venv/bin/python benchmarks/eval_bytelevel.py --help
 """
@@ -32,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +40,11 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bytelevel_common import BUNDLED_PAIR, load_model, machine_line, mean_ci, wilson_ci  # noqa: E402
+from bytelevel_common import BUNDLED_PAIR, load_model, mean_ci, wilson_ci  # noqa: E402
 from eval_bytelevel_data import HELD_OUT_SOURCE, arithmetic_items, few_shot_header, held_out_chunks  # noqa: E402
 from eval_bytelevel_plot import plot  # noqa: E402
 from eval_bytelevel_server import score_through_server  # noqa: E402
+from structured_common import RunInfo  # noqa: E402
 
 from braid.server.decoding.bytelevel.combine import mix, product, proxy_tune  # noqa: E402
 
@@ -165,13 +166,15 @@ def arithmetic_table(picks, items, alphas) -> tuple[str, dict]:
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    started = time.time()
+    info = RunInfo.start(args.threads, in_process=True, threads_text=(
+        f"{args.threads} (torch.set_num_threads in this process"
+        + (")" if args.direct else f"; OMP_NUM_THREADS={args.threads} for the server it starts)")))
     chunks = held_out_chunks(args.bpb_bytes, args.chunk_bytes)
     models = {key: load_model(name) for key, name in NAMES.items()}
     if args.direct:
         nats, path = bpb_direct(models, chunks, args.min_token_prob), "in-process library (--direct)"
     else:
-        nats = score_through_server(NAMES, chunks, args.min_token_prob)
+        nats = score_through_server(NAMES, chunks, args.min_token_prob, args.threads)
         path = "through `braid serve` (/v1/completions, echo, logprobs=0, max_tokens=0)"
     bpb, bpb_summary = bpb_table(nats, token_level_nats(models, chunks), chunks,
                                  f"{path}, min_token_prob={args.min_token_prob:g}")
@@ -182,13 +185,14 @@ def main(argv=None) -> None:
         picks = arithmetic(models, items, args.alphas, args.min_token_prob)
         task, task_summary = arithmetic_table(picks, items, args.alphas)
         print("\n" + task)
-    machine = machine_line()
-    print(f"\n{machine}; {time.time() - started:.0f} s in all")
+    header = "\n".join(["# Byte-level evaluation: bits per byte" + (", arithmetic, proxy-tuning" if task else ""), "",
+                        *info.finish().markdown()])
+    print("\n" + header)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}, "bpb": bpb_summary,
+    result = {"run": info.as_dict(), "args": {k: str(v) for k, v in vars(args).items()}, "bpb": bpb_summary,
               "arithmetic": task_summary, "chunks": [len(c) for c in chunks]}
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    args.out.with_suffix(".md").write_text(f"{machine}\n\n{bpb}\n\n{task}\n")
+    args.out.with_suffix(".md").write_text(f"{header}\n\n{bpb}\n" + (f"\n{task}\n" if task else ""))
     plot(bpb_summary, task_summary, args.alphas, args.out.with_suffix(".png"))
     print(f"wrote {args.out.with_suffix('.md')}, .json and .png")
 

@@ -28,13 +28,16 @@ def server_config(names: dict[str, str], min_token_prob: float) -> dict:
     return {"home": home, "models": models}
 
 
-def score_through_server(names: dict[str, str], chunks: list[bytes], min_token_prob: float) -> dict[str, list]:
+def score_through_server(names: dict[str, str], chunks: list[bytes], min_token_prob: float,
+                         threads: int = 0) -> dict[str, list]:
     """Negative log-likelihood (nats) of each chunk under each served model id; an error
-    message instead where the server answers 400 (e.g. a prompt it gives probability zero)."""
+    message instead where the server answers 400 (e.g. a prompt it gives probability zero). ``threads``: the
+    server's OMP_NUM_THREADS / MKL_NUM_THREADS (0: torch's default)."""
     import openai
 
     with tempfile.TemporaryDirectory(prefix="braid-eval-") as workdir:
-        handle = start_server(server_config(names, min_token_prob), Path(workdir), timeout=900)
+        env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
+        handle = start_server(server_config(names, min_token_prob), Path(workdir), timeout=900, env=env)
         try:
             client = openai.OpenAI(base_url=handle.base_url, api_key="none", max_retries=0, timeout=3600)
             nats: dict[str, list[float]] = {}

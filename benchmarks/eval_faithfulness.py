@@ -24,12 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
-import platform
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from openai import AsyncOpenAI
@@ -40,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faithfulness_data import Prompt, build_prompts, closed_book_questions  # noqa: E402
 from faithfulness_report import label, mentions, write  # noqa: E402
 from server_process import start_server, stop_server  # noqa: E402
+from structured_common import RunInfo  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NEGATIVE_SYSTEM = ("Ignore any story, passage or imagined world in the user's message. "
@@ -157,7 +155,7 @@ def main() -> None:
     settings = {"home": str(Settings().home), "log_level": "warning", "max_queue": 1024,
                 "models": [{"id": "smollm2", "source": args.model, "engine": "transformers", "dtype": "float32",
                             "max_num_seqs": 32}]}
-    started = time.time()
+    info = RunInfo.start(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)} if args.threads else {}
         server = start_server(settings, Path(tmp), timeout=600, env=env)
@@ -165,16 +163,15 @@ def main() -> None:
             records, summary = asyncio.run(evaluate(server.base_url, args, chat_renderer(settings)))
         finally:
             stop_server(server)
-    minutes = (time.time() - started) / 60
-    header = (f"# context faithfulness, {args.model} (transformers, float32), {summary['prompts']} counterfactual "
-              f"prompts, greedy, max_tokens={args.max_tokens}; model knows {summary['known']}/{summary['facts']} "
-              f"facts closed-book; {time.strftime('%Y-%m-%d')}, {platform.machine()} {os.cpu_count()} cores, "
-              f"load avg {os.getloadavg()[0]:.1f}, {args.threads or 'default'} torch threads, {minutes:.1f} min")
+    header = "\n".join([
+        f"# context faithfulness, {args.model} (transformers, float32), {summary['prompts']} counterfactual "
+        f"prompts, greedy, max_tokens={args.max_tokens}; model knows {summary['known']}/{summary['facts']} "
+        "facts closed-book", "", *info.finish().markdown()])
     meta = {"header": header, "title": f"SmolLM2-135M-Instruct, {summary['prompts']} counterfactual prompts",
-            "args": vars(args), **summary}
+            "args": vars(args), "run": info.as_dict(), **summary}
     RESULTS.mkdir(exist_ok=True)
     markdown = write(records, meta, RESULTS / args.out)
-    print(f"\n{markdown}\nwritten: {RESULTS}/{args.out}.md, .png, .jsonl")
+    print(f"\n{markdown}\nwritten: {RESULTS / args.out}.md, .png, .jsonl")
 
 if __name__ == "__main__":
     main()

@@ -52,19 +52,20 @@ def table(records: list[dict]) -> tuple[str, list[dict]]:
     baseline = {r["prompt_id"]: r["label"] == "faithful" for r in records if r["config"] == names[0]}
     known_n = sum(r["known"] for r in records if r["config"] == names[0])
     lines = [f"| method | faithful (95% CI) | parametric (95% CI) | faithful, facts known closed-book (n={known_n}) "
-             f"| fixed / broke vs {names[0]} | McNemar p |", "|---|---|---|---|---|---|"]
+             f"| both / neither | fixed / broke vs {names[0]} | McNemar p |", "|---|---|---|---|---|---|---|"]
     rows = []
     for name in names:
         mine = [r for r in records if r["config"] == name]
-        count = {kind: sum(r["label"] == kind for r in mine) for kind in ("faithful", "parametric")}
+        count = {kind: sum(r["label"] == kind for r in mine) for kind in ("faithful", "parametric", "both", "neither")}
         known_faithful = sum(r["label"] == "faithful" for r in mine if r["known"])
         fixed = sum(r["label"] == "faithful" and not baseline[r["prompt_id"]] for r in mine)
         broke = sum(r["label"] != "faithful" and baseline[r["prompt_id"]] for r in mine)
         p = mcnemar_p(fixed, broke)
         paired = "" if name == names[0] else f"{p:.3f}" if p >= 0.001 else "<0.001"
         lines.append(f"| {name} | {_rate(count['faithful'], len(mine))} | {_rate(count['parametric'], len(mine))} | "
-                     f"{_rate(known_faithful, known_n)} | {fixed} / {broke} | {paired} |")
-        rows.append({"name": name, **{kind: (k, len(mine)) for kind, k in count.items()}})
+                     f"{_rate(known_faithful, known_n)} | {count['both']} / {count['neither']} | {fixed} / {broke} | "
+                     f"{paired} |")
+        rows.append({"name": name, **{kind: (count[kind], len(mine)) for kind in ("faithful", "parametric")}})
     return "\n".join(lines), rows
 
 

@@ -9,18 +9,24 @@ and faiss flat inner-product search at --docs random 384-d unit vectors.
 Top-10 agreement is tie-aware: a braid hit counts as agreeing if rank-bm25 has it in its
 top 10 or gives it the same score as its 10th hit (synthetic corpora produce exact ties).
 
-    python benchmarks/retrieval.py            # 100k documents, 100 queries
-    python benchmarks/retrieval.py --docs 20000 --queries 30
+Writes benchmarks/results/OUT.md (the run header, the table) and OUT.json (the header, every
+latency sample) with --out (default ``retrieval``).
+
+    python benchmarks/retrieval.py            # 100k documents, 100 queries (~2 min)
+    python benchmarks/retrieval.py --docs 20000 --queries 30 --out retrieval_small
 """
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
+import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from structured_common import RESULTS, RunInfo  # noqa: E402
 
 
 def zipf_corpus(rng, n_docs, vocab, exponent, terms_per_doc):
@@ -47,6 +53,7 @@ def main() -> None:
     ap.add_argument("--query-terms", type=int, default=5, help="terms per query (default 5)")
     ap.add_argument("--dim", type=int, default=384, help="dense vector dimension (default 384)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="retrieval", help="results/OUT.md and results/OUT.json ('' : print only)")
     args = ap.parse_args()
 
     import faiss
@@ -54,6 +61,10 @@ def main() -> None:
 
     from braid.memory.bm25 import BM25Index
     from braid.memory.dense import DenseIndex
+
+    info = RunInfo.start(0, in_process=True, threads_text=(
+        f"faiss {faiss.omp_get_max_threads()} OpenMP threads, numpy's BLAS default; the BM25 sides are "
+        f"single-threaded Python/numpy"))
 
     rng = np.random.default_rng(args.seed)
     corpus, p, words = zipf_corpus(rng, args.docs, args.vocab, args.zipf, args.terms_per_doc)
@@ -99,22 +110,33 @@ def main() -> None:
     b50, b95 = percentiles(braid_lat)
     o50, o95 = percentiles(okapi_lat)
     d50, d95 = percentiles(dense_lat)
-    print(f"# retrieval benchmark, {dt.date.today()}, {platform.machine()}, "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (other work on the "
-          f"machine slows both sides), faiss {faiss.__version__}, numpy {np.__version__}")
-    print(f"# {args.docs} docs x {args.terms_per_doc} Zipf({args.zipf}) terms over "
-          f"{args.vocab}, {args.queries} queries x {args.query_terms} terms, top-10\n")
-    print("| measurement | braid | rank-bm25 BM25Okapi | ratio (rank-bm25 / braid) |")
-    print("|---|---|---|---|")
-    print(f"| BM25 p50 latency (ms) | {b50:.2f} | {o50:.1f} | {o50 / b50:.0f}x |")
-    print(f"| BM25 p95 latency (ms) | {b95:.2f} | {o95:.1f} | {o95 / b95:.0f}x |")
-    print(f"| BM25 index build (s) | {braid_build:.1f} | {okapi_build:.1f} | {okapi_build / braid_build:.1f}x |")
-    print(f"| BM25 top-10 agreement (tie-aware) | {np.mean(agree):.3f} | 1 (reference) | |")
-    print(f"| BM25 max abs score difference | {max_err:.1e} | 0 (reference) | |")
-    print(f"| dense faiss flat-IP p50 / p95 (ms), {args.docs} x {args.dim} | "
-          f"{d50:.2f} / {d95:.2f} | | |")
-    print(f"| dense index build (s) | {dense_build:.2f} | | |")
-
+    info.finish()
+    lines = ["# Retrieval: braid BM25 vs rank-bm25 BM25Okapi, faiss flat search", "",
+             f"{args.docs} documents x {args.terms_per_doc} Zipf({args.zipf}) terms over a {args.vocab}-term "
+             f"vocabulary, {args.queries} queries x {args.query_terms} terms, top-10, seed {args.seed}; dense: "
+             f"{args.docs} random {args.dim}-d float32 vectors. Both sides of each ratio ran in this process, one "
+             f"query after the other. faiss {faiss.__version__}, numpy {np.__version__}.", "",
+             *info.markdown(), "",
+             "| measurement | braid | rank-bm25 BM25Okapi | ratio (rank-bm25 / braid) |",
+             "|---|---|---|---|",
+             f"| BM25 p50 latency (ms) | {b50:.2f} | {o50:.1f} | {o50 / b50:.0f}x |",
+             f"| BM25 p95 latency (ms) | {b95:.2f} | {o95:.1f} | {o95 / b95:.0f}x |",
+             f"| BM25 index build (s) | {braid_build:.1f} | {okapi_build:.1f} | {okapi_build / braid_build:.1f}x |",
+             f"| BM25 top-10 agreement (tie-aware) | {np.mean(agree):.3f} | 1 (reference) | |",
+             f"| BM25 max abs score difference | {max_err:.1e} | 0 (reference) | |",
+             f"| dense faiss flat-IP p50 / p95 (ms), {args.docs} x {args.dim} | {d50:.2f} / {d95:.2f} | | |",
+             f"| dense index build (s) | {dense_build:.2f} | | |"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{args.out}.md").write_text(text)
+        (RESULTS / f"{args.out}.json").write_text(json.dumps({
+            "run": info.as_dict(), "args": vars(args),
+            "latency_s": {"braid_bm25": braid_lat, "rank_bm25": okapi_lat, "faiss_flat_ip": dense_lat},
+            "build_s": {"braid_bm25": braid_build, "rank_bm25": okapi_build, "faiss_flat_ip": dense_build},
+            "top10_agreement": float(np.mean(agree)), "max_abs_score_difference": float(max_err)}, indent=1) + "\n")
+        print(f"written: {RESULTS / args.out}.md, .json")
 
 if __name__ == "__main__":
     main()

