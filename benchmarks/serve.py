@@ -27,7 +27,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from structured_common import RESULTS, RunInfo, free_port, thread_env  # noqa: E402  (also puts tests/ on the path)
+from structured_common import RESULTS, RunInfo, free_port, thread_env, wait_healthy  # noqa: E402  (also puts tests/ on the path)
 
 SERVERS = {"vllm": "vLLM OpenAI server", "braid-vllm": "Braid, vLLM engine",
            "braid-transformers": "Braid, transformers engine"}
@@ -85,20 +85,6 @@ async def run_level(base: str, model: str, concurrency: int, requests: int, max_
         await asyncio.gather(*(guarded() for _ in range(requests)))
         result.wall = time.perf_counter() - start
     return result
-
-
-def wait_healthy(base: str, process: subprocess.Popen, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise RuntimeError("server did not start")
 
 
 def server_command(kind: str, model_path: str, port: int, args, workdir: Path) -> list[str]:
@@ -166,7 +152,7 @@ def main() -> None:
                                        env={**os.environ, "VLLM_CACHE_ROOT": str(Path(tmp) / "vllm-cache"),
                                             **thread_env(args.threads)})
             try:
-                wait_healthy(base, process)
+                wait_healthy(base, process, 600, Path(tmp) / f"{kind}.log", poll_s=1)
                 for level in levels:
                     requests = args.requests_per_level or max(4, 2 * level)
                     r = asyncio.run(run_level(base, "bench", level, requests, args.max_tokens))

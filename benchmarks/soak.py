@@ -60,7 +60,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from structured_common import RESULTS, RunInfo, thread_env  # noqa: E402  (also puts tests/ on the path)
+from structured_common import RESULTS, RunInfo, thread_env, wait_healthy  # noqa: E402  (also puts tests/ on the path)
 from server_process import free_port  # noqa: E402
 
 SOURCE = "smollm2-135m-instruct"
@@ -419,19 +419,13 @@ class OwnServer:
         self.process = subprocess.Popen(self.command, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
                                         start_new_session=True, env={**os.environ, **thread_env(threads)})
         self.pid = self.process.pid
-        deadline = t0 + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the server exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.root}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"the server was not healthy within {timeout:.0f} s:\n{self.tail()}")
-            time.sleep(0.5)
+        try:
+            wait_healthy(self.root, self.process, timeout, self.log)
+        except TimeoutError as exc:
+            self.stop()
+            raise SystemExit(str(exc)) from None
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from None
         self.startup_s = time.monotonic() - t0
         print(f"server healthy after {self.startup_s:.0f} s", file=sys.stderr)
 

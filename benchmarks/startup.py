@@ -45,7 +45,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from structured_common import RESULTS, RunInfo, free_port, thread_env  # noqa: E402
+from structured_common import RESULTS, RunInfo, free_port, thread_env, wait_healthy  # noqa: E402
 
 CONFIGS = ("braid-vllm-cold", "braid-vllm-warm", "braid-transformers", "vllm-server-cold", "vllm-server-warm",
            "braid-vllm-eager")
@@ -205,18 +205,7 @@ def measure(config: str, args, model_path: str, workdir: Path) -> Row:
     process = subprocess.Popen(argv, stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env,
                                start_new_session=True)
     try:
-        deadline = t0 + args.timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"exited with {process.returncode} (log: {log_path})")
-            try:
-                if httpx.get(f"{root}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"not healthy in {args.timeout} s (log: {log_path})")
-            time.sleep(0.1)
+        wait_healthy(root, process, args.timeout, log_path, poll_s=0.1)
         row.health_s = time.monotonic() - t0
 
         async def first() -> str:

@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO / "tests"))
-from server_process import free_port, start_server, stop_server  # noqa: E402
+from server_process import free_port, start_server, stop_server, wait_healthy  # noqa: E402
 
 from braid.agents.eval.provenance import braid_commit, cpu_model  # noqa: E402
 from braid.agents.eval.stats import wilson as wilson_interval  # noqa: E402
@@ -284,19 +283,7 @@ def vllm_server(model: str, workdir: Path, *, dtype: str = "float32", threads: i
                                     **thread_env(threads)})
     root = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
-                raise RuntimeError(f"vLLM server exited with {process.returncode}:\n{tail}")
-            try:
-                if httpx.get(f"{root}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"vLLM server did not become healthy in {timeout}s (log: {log_path})")
-            time.sleep(1)
+        wait_healthy(root, process, timeout, log_path, poll_s=1)
         yield Server("vllm-server", root, process.pid, "bench")
     finally:
         if process.poll() is None:

@@ -32,7 +32,7 @@ class ServerHandle:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
 
 def start_server(settings: dict, workdir: Path, timeout: float = 240.0, env: dict | None = None) -> ServerHandle:
@@ -47,18 +47,33 @@ def start_server(settings: dict, workdir: Path, timeout: float = 240.0, env: dic
                                start_new_session=True)
     root = f"http://127.0.0.1:{port}"
     handle = ServerHandle(f"{root}/v1", root, settings.get("api_key"), process, log_path)
+    try:
+        wait_healthy(root, process, timeout, log_path)
+    except TimeoutError:
+        stop_server(handle)
+        raise
+    return handle
+
+
+def log_tail(log_path: Path, lines: int = 60) -> str:
+    return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_healthy(root: str, process: subprocess.Popen, timeout: float, log_path: Path, poll_s: float = 0.5) -> None:
+    """Poll ``root``/health until it answers 200. ``RuntimeError`` if the process exits first,
+    ``TimeoutError`` after ``timeout`` s; both with the tail of the server's log."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{handle.log_tail()}")
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{log_tail(log_path)}")
         try:
             if httpx.get(f"{root}/health", timeout=2).status_code == 200:
-                return handle
+                return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
-    stop_server(handle)
-    raise RuntimeError(f"server did not become healthy in {timeout}s:\n{handle.log_tail()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the server was not healthy within {timeout:.0f} s:\n{log_tail(log_path)}")
+        time.sleep(poll_s)
 
 
 def stop_server(handle: ServerHandle) -> None:
