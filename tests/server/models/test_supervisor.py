@@ -110,23 +110,15 @@ async def _fault_cycle(handle, inject, failure_words: str) -> None:
         assert metric(metrics, "braid:engine_state", model_name="tiny", state="failed") == 0
 
 
-async def test_an_exception_in_the_transformers_step_is_healed(tiny_2048_dir, tmp_path):
+@pytest.mark.parametrize("engine", ["transformers", "bytelevel"])
+async def test_an_exception_in_an_engine_step_is_healed(tiny_2048_dir, tmp_path, engine):
     fault_file = tmp_path / "fault"
-    handle = start_server(_settings(tiny_2048_dir, "transformers", RESTART), tmp_path, env=_hooked_env(fault_file))
+    handle = start_server(_settings(tiny_2048_dir, engine, RESTART), tmp_path, env=_hooked_env(fault_file))
     try:
         await _fault_cycle(handle, lambda: fault_file.write_text(""), "injected fault")
     finally:
         stop_server(handle)
     assert "the engine is back" in handle.log_path.read_text()
-
-
-async def test_an_exception_in_a_byte_level_step_is_healed(tiny_2048_dir, tmp_path):
-    fault_file = tmp_path / "fault"
-    handle = start_server(_settings(tiny_2048_dir, "bytelevel", RESTART), tmp_path, env=_hooked_env(fault_file))
-    try:
-        await _fault_cycle(handle, lambda: fault_file.write_text(""), "injected fault")
-    finally:
-        stop_server(handle)
 
 
 def _kill_engine_core(server_pid: int) -> int:
