@@ -141,16 +141,16 @@ def _python_installation() -> list[str]:
     return sorted({os.path.realpath(p) for p in paths})
 
 
-class _OutputCapExceeded(Exception):
-    pass
-
-
-async def _read_capped(stream: asyncio.StreamReader, cap: int, sink: bytearray) -> None:
+async def _read_capped(stream: asyncio.StreamReader, cap: int, sink: bytearray, on_overflow) -> None:
+    """Keep the first ``cap`` bytes; past them call ``on_overflow`` (it kills the code) and read on to
+    the end, discarding: a pipe left unread never reports its end, and the process is never reaped."""
+    overflow = False
     while chunk := await stream.read(65536):
-        room = cap - len(sink)
+        room = max(cap - len(sink), 0)
         sink += chunk[:room]
-        if len(chunk) > room:
-            raise _OutputCapExceeded
+        if len(chunk) > room and not overflow:
+            overflow = True
+            on_overflow()
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
@@ -186,18 +186,23 @@ async def _run(code: str, limits: SandboxLimits, isolation: Isolation, workdir: 
         await proc.stdin.drain()
         proc.stdin.close()
         await asyncio.gather(
-            _read_capped(proc.stdout, limits.max_output_bytes, stdout),
-            _read_capped(proc.stderr, limits.max_output_bytes, stderr),
-            _read_capped(result_reader, limits.repr_limit * 4 + 4096, result_bytes),
+            _read_capped(proc.stdout, limits.max_output_bytes, stdout, overflow),
+            _read_capped(proc.stderr, limits.max_output_bytes, stderr, overflow),
+            _read_capped(result_reader, limits.repr_limit * 4 + 4096, result_bytes, overflow),
         )
         await proc.wait()
+
+    def overflow() -> None:
+        nonlocal truncated
+        truncated = True
+        _kill_group(proc)
 
     try:
         await asyncio.wait_for(drive(), timeout=limits.wall_seconds)
     except asyncio.TimeoutError:
         timed_out = True
-    except (_OutputCapExceeded, BrokenPipeError, ConnectionResetError) as exc:
-        truncated = isinstance(exc, _OutputCapExceeded)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
     finally:
         _kill_group(proc)
         await _reap(proc)

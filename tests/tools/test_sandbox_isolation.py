@@ -132,9 +132,11 @@ async def test_huge_allocation_fails_with_memory_error():
 
 
 async def test_huge_output_is_capped():
-    result = await run_python("while True: print('y' * 1000)", FAST)
-    assert result.output_truncated and "output limit" in result.error
-    assert len(result.stdout) <= FAST.max_output_bytes
+    for _ in range(3):  # the pipe left unread once kept the process unreaped until a 5 s timeout, 1 run in 3
+        result = await run_python("while True: print('y' * 1000)", FAST)
+        assert result.output_truncated and "output limit" in result.error
+        assert len(result.stdout) <= FAST.max_output_bytes
+        assert result.duration_s < FAST.wall_seconds, result.duration_s  # cut at the cap, not at the clock
 
 
 async def test_user_code_cannot_kill_the_namespace_init_or_regain_root():
@@ -151,13 +153,3 @@ outcomes, os.getuid()"""
     assert result.value.startswith("(['PermissionError', 'PermissionError'], ")
     assert int(result.value.split(", ")[-1].rstrip(")")) >= 1000  # an unprivileged uid
 
-
-async def test_weak_fallback_still_limits_and_blocks_sockets(monkeypatch):
-    from braid.tools import sandbox
-
-    monkeypatch.setattr(sandbox, "_isolation_cache", "process")
-    with pytest.raises(sandbox.SandboxUnavailable, match="allow_weak_isolation"):
-        await run_python("1", FAST)
-    result = await run_python("import socket\nsocket.socket()", FAST, allow_weak_isolation=True)
-    assert result.isolation == "process" and "network access is disabled" in result.error
-    assert (await run_python("x = bytearray(8 * 1024**3)", FAST, allow_weak_isolation=True)).error == "MemoryError"
