@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from .detokenizer import TextStream
-from ..engines.base import ChatConversation, Engine, EngineRequest, TokenLogprob
+from ..engines.base import Engine, EngineRequest, TokenLogprob
 from .metrics import Metrics
-from ..sampling import SamplingSpec
 
 
 @dataclass
@@ -40,13 +39,11 @@ class ChoiceResult:
     num_prompt_tokens: int = 0
 
 
-async def stream_choice(engine: Engine, model: str, index: int, request_id: str, prompt_ids: list[int],
-                        spec: SamplingSpec, stop: list[str], metrics: Metrics,
-                        arrival: float, chat: ChatConversation | None = None,
-                        initial_text: str = "") -> AsyncIterator[ChoiceEvent]:
+async def stream_choice(engine: Engine, model: str, index: int, request: EngineRequest, stop: list[str],
+                        metrics: Metrics, arrival: float, initial_text: str = "") -> AsyncIterator[ChoiceEvent]:
     """``initial_text``: completion text decided before the engine runs (the prompt-boundary hand-off)."""
+    prompt_ids = request.prompt_token_ids
     text = TextStream(engine.tokenizer, stop=stop, prefix_ids=prompt_ids, text=initial_text)
-    request = EngineRequest(request_id, prompt_ids, spec, chat)
     last = None
     generated = 0
     finish = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import AsyncIterator
 
-from ..engines.base import EngineError
+from ..engines.base import EngineError, EngineRequest
 from ..models.config import BYTE_KINDS
 from ..models.registry import ServedModel
 from ..sampling import SamplingSpec
@@ -48,8 +48,8 @@ async def boundary_choice(served: ServedModel, prompt: str, index: int, request_
     if hits:
         yield ChoiceEvent(index, handoff.text[:min(hits)], [], None, finish_reason="stop", num_prompt_tokens=n_prompt)
         return
-    events = stream_choice(served.engine, served.config.id, index, request_id, handoff.prompt_ids, spec, stop,
-                           metrics, arrival, initial_text=handoff.text)
+    events = stream_choice(served.engine, served.config.id, index, EngineRequest(request_id, handoff.prompt_ids, spec),
+                           stop, metrics, arrival, initial_text=handoff.text)
     async with contextlib.aclosing(events) as choice_events:
         async for event in choice_events:
             yield event

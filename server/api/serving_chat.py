@@ -7,7 +7,7 @@ from typing import AsyncIterator
 
 from ..prompts.chat_template import conversation, render_chat
 from ..prompts.chat_vision import VisionChatPrompt
-from ..engines.base import ChatConversation
+from ..engines.base import ChatConversation, EngineRequest
 from ..plans import Capability
 from .errors import bad_request
 from .generation import ChoiceEvent, ChoiceResult, collect, merge, stream_choice
@@ -68,10 +68,12 @@ class ChatServing(ServingBase):
                                    request.max_completion_tokens or request.max_tokens)
         logprobs = (request.top_logprobs or 0) if request.logprobs else None
         arrival, base_id = time.monotonic(), uuid.uuid4().hex
-        streams = [stream_choice(engine, request.model, i, f"{base_id}-{i}", prompt_ids,
-                                 build_spec(request, engine, max_tokens, i, logprobs, None, plan),
-                                 request.stop, self.metrics, arrival, chat=chat)
-                   for i in range(request.n)]
+        engine_requests = [EngineRequest(f"{base_id}-{i}", prompt_ids,
+                                         build_spec(request, engine, max_tokens, i, logprobs, None, plan), chat)
+                           for i in range(request.n)]
+        engine.admit(engine_requests)
+        streams = [stream_choice(engine, request.model, i, r, request.stop, self.metrics, arrival)
+                   for i, r in enumerate(engine_requests)]
         events = merge(streams)
         reads_calls = tools if tools is not None and tools.reads_calls else None
         if request.stream:

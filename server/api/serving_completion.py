@@ -5,6 +5,7 @@ import time
 import uuid
 from typing import AsyncIterator
 
+from ..engines.base import EngineRequest
 from .errors import bad_request
 from .generation import ChoiceEvent, ChoiceResult, collect, merge, stream_choice
 from .protocol import (CompletionChoice, CompletionLogprobs, CompletionRequest, CompletionResponse, UsageInfo,
@@ -64,7 +65,7 @@ class CompletionServing(ServingBase):
             raise bad_request("contrastive/steer decode tokens; they cannot be used with max_tokens 0", "max_tokens")
         arrival = time.monotonic()
         base_id = uuid.uuid4().hex
-        streams, prompt_tokens = [], 0
+        streams, engine_requests, prompt_tokens = [], [], 0
         boundary = exact_boundary_prompts(request, served)
         structured = structured_plan(request)
         if structured is not None and boundary is not None:
@@ -86,8 +87,10 @@ class CompletionServing(ServingBase):
                     streams.append(boundary_choice(served, boundary[p], index, f"{base_id}-{index}", spec,
                                                    request.stop, self.metrics, arrival))
                     continue
-                streams.append(stream_choice(engine, request.model, index, f"{base_id}-{index}", prompt_ids, spec,
-                                             request.stop, self.metrics, arrival))
+                engine_requests.append(EngineRequest(f"{base_id}-{index}", prompt_ids, spec))
+                streams.append(stream_choice(engine, request.model, index, engine_requests[-1], request.stop,
+                                             self.metrics, arrival))
+        engine.admit(engine_requests)
         events = merge(streams)
         if request.stream:
             return self._stream(request, events, prompts, prompt_tokens)

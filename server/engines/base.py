@@ -124,6 +124,10 @@ class Engine(abc.ABC):
         if refusal is not None:
             raise EngineError(refusal.message, refusal.param)
 
+    def admit(self, requests: list[EngineRequest]) -> None:
+        """Raise ``EngineUnavailable`` (with ``retry_after``) if the engine should refuse these
+        requests for now rather than queue them; called before a response starts. Here: never."""
+
     @abc.abstractmethod
     def generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
         ...

@@ -28,7 +28,7 @@ BYTE_KINDS = ("bytelevel", "ensemble", "proxy")
 ToolCallFormatName = Literal["hermes", "llama3_json"]
 _RECIPE_FIELDS = {"bytelevel": ("source",), "ensemble": ("members", "mode"),
                   "proxy": ("base", "expert", "anti_expert", "alpha")}
-_BYTE_OPTIONS = ("min_token_prob", "max_branches", "unchecked_tokens", "min_branch_share")
+_BYTE_OPTIONS = ("min_token_prob", "max_branches", "unchecked_tokens", "min_branch_share", "max_backlog_s")
 
 
 class ByteRef(BaseModel):
@@ -92,6 +92,10 @@ class ModelConfig(BaseModel):
                                                       "(allowed; far more accurate, pair it with min_branch_share).")
     min_branch_share: float = Field(0.0, ge=0.0, lt=1.0, description="Byte-level: drop cover branches less likely "
                                     "than this share of the most likely one (0 = exact; 1e-4 with keep is near-exact).")
+    max_backlog_s: float | None = Field(60.0, gt=0, description="Byte-level: answer 503 with Retry-After, rather "
+                                        "than queue, when the byte-level work already accepted plus this request's "
+                                        "would take longer than this many seconds (estimated from the measured time "
+                                        "per byte; null: never refuse). A request alone is always accepted.")
 
     @model_validator(mode="after")
     def _fields_fit_the_kind(self) -> "ModelConfig":

@@ -51,7 +51,7 @@ def build_engine(config: ModelConfig, path: str, recipe=None, pool: SourcePool |
         from ..engines.bytelevel import ByteLevelEngine
 
         return ByteLevelEngine(config.id, recipe, pool, max_model_len=config.max_model_len,
-                               max_num_seqs=config.max_num_seqs)
+                               max_num_seqs=config.max_num_seqs, max_backlog_s=config.max_backlog_s)
     common = dict(max_model_len=config.max_model_len, dtype=config.dtype, max_num_seqs=config.max_num_seqs,
                   disable_any_whitespace=config.disable_any_whitespace, **config.engine_options)
     if config.engine == "vllm":

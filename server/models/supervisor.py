@@ -98,6 +98,10 @@ class SupervisedEngine(Engine):
     def validate(self, sampling: SamplingSpec) -> None:
         self._engine.validate(sampling)
 
+    def admit(self, requests: list[EngineRequest]) -> None:
+        if self._state is EngineState.READY:
+            self._engine.admit(requests)
+
     def stats(self) -> EngineStats:
         if self._state is not EngineState.READY:
             return EngineStats(running=0, waiting=self._waiting)

@@ -5,16 +5,19 @@ of every byte-level engine in the process runs in one worker thread, one step (a
 prompt, or one byte) at a time, so concurrent requests interleave byte by byte, the event loop
 never blocks, and the shared weights and tokenizers are never used from two threads at once.
 A request whose consumer goes away (client disconnect, stop string) stops at its next step.
+Requests the worker could not finish within ``max_backlog_s`` are refused up front (``backlog``).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator
 
 from ...sampling import SamplingSpec
 from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, EngineUnavailable
+from .backlog import Backlog, ByteCost, Work
 from .recipe import Recipe, describe, instantiate, leaves
 from .request_state import ByteRequestState
 from .sources import LoadedSource, SourcePool
@@ -25,6 +28,7 @@ __all__ = ["ByteLevelEngine", "run_in_worker"]
 log = logging.getLogger(__name__)
 
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="braid-bytelevel")
+_BACKLOG = Backlog()  # the work accepted for _WORKER, across every byte-level engine
 _PROMPT_CHUNK = 64  # prompt bytes conditioned on per worker step
 
 
@@ -37,10 +41,12 @@ class ByteLevelEngine(Engine):
     """Plain sampling only (no ``capabilities``): a decoding plan is refused."""
 
     def __init__(self, name: str, recipe: Recipe, pool: SourcePool, *, max_model_len: int | None = None,
-                 max_num_seqs: int = 32):
+                 max_num_seqs: int = 32, max_backlog_s: float | None = 60.0):
         self.name, self.recipe, self._pool = name, recipe, pool
         self.description = describe(recipe)
         self._max_model_len_cap = max_model_len
+        self._max_backlog_s = max_backlog_s
+        self._cost = ByteCost()
         self._leaves = leaves(recipe)
         self._sources: dict[tuple[str, str], LoadedSource] = {}
         self._slots = asyncio.Semaphore(max_num_seqs)
@@ -85,41 +91,70 @@ class ByteLevelEngine(Engine):
         if sampling.max_tokens < 1:
             raise EngineError("max_tokens must be at least 1")
 
-    async def generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
-        spec = request.sampling
-        self.validate(spec)
-        if not self._sources:
-            raise EngineError(f"engine {self.name!r} is not started")
-        bad = [t for t in request.prompt_token_ids if not 0 <= t < END_ID]
-        if bad:
-            raise EngineError(f"prompt token ids of byte-level model {self.name!r} are bytes (0..255); got {bad[:5]}")
-        self._waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self._waiting -= 1
-        self._running += 1
-        try:
-            async for output in self._run(request):
-                yield output
-        finally:
-            self._running -= 1
-            self._slots.release()
+    def admit(self, requests: list[EngineRequest]) -> None:
+        works = {request.request_id: self._work(request) for request in requests}
+        _BACKLOG.check(list(works.values()), self._max_backlog_s, self.name)
+        for request_id, work in works.items():
+            _BACKLOG.reserve(request_id, work)
 
-    async def _run(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+    def _work(self, request: EngineRequest) -> Work:
+        walked = 0 if request.chat is not None else len(request.prompt_token_ids)  # a chat's reply starts fresh
+        return Work(self._cost, walked, request.sampling.max_tokens)
+
+    async def generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        work = _BACKLOG.claim(request.request_id, self._work(request))
+        try:
+            self.validate(request.sampling)
+            if not self._sources:
+                raise EngineError(f"engine {self.name!r} is not started")
+            bad = [t for t in request.prompt_token_ids if not 0 <= t < END_ID]
+            if bad:
+                raise EngineError(f"prompt token ids of byte-level model {self.name!r} are bytes (0..255); "
+                                  f"got {bad[:5]}")
+            self._waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting -= 1
+            self._running += 1
+            try:
+                async for output in self._run(request, work):
+                    yield output
+            finally:
+                self._running -= 1
+                self._slots.release()
+        finally:
+            _BACKLOG.remove(work)
+
+    async def _run(self, request: EngineRequest, work: Work) -> AsyncIterator[EngineOutput]:
         spec, n_prompt = request.sampling, len(request.prompt_token_ids)
         state = await self._call(self._open, request)
         prompt_logprobs = [] if spec.prompt_logprobs is not None else None
         while not state.prompt_done:
-            entries = await self._call(state.walk_prompt, _PROMPT_CHUNK, spec.prompt_logprobs)
+            count = min(_PROMPT_CHUNK, len(state.prefix) - state.walked)
+            entries = await self._timed(state.walk_prompt, count, count, spec.prompt_logprobs)
+            work.prompt_left = len(state.prefix) - state.walked
             if prompt_logprobs is not None:
                 prompt_logprobs += entries
         first = True
         while state.finish_reason is None:
-            symbol, entry = await self._call(state.step)
+            symbol, entry = await self._timed(state.step, 1)
+            work.generated = len(state.generated)
+            if state.finish_reason is not None:
+                self._cost.observe_output(len(state.generated))
             yield EngineOutput([symbol], n_prompt, [entry] if spec.logprobs is not None else None,
                                prompt_logprobs if first else None, state.finish_reason)
             first = False
+
+    async def _timed(self, fn, positions: int, *args):
+        """``fn`` in the worker; the seconds it ran there (not the wait for the worker) are measured."""
+        def timed():
+            began = time.perf_counter()
+            return fn(*args), time.perf_counter() - began
+
+        result, seconds = await self._call(timed)
+        self._cost.observe_step(seconds, positions)
+        return result
 
     async def _call(self, fn, *args):
         """One step in the worker. An ``EngineError`` is the request's fault; anything else is the
