@@ -105,6 +105,10 @@ class Backlog:
                 f"ahead and this request needs about {own:.0f} s more, beyond the model's max_backlog_s "
                 f"({limit_s:g} s); retry later", float(max(1, math.ceil(ahead))))
 
+    def idle(self) -> bool:
+        """Nothing running and nothing admitted."""
+        return not self._work and not self._reserved
+
     def reserve(self, request_id: str, work: Work) -> None:
         self._reserved[request_id] = (work, time.monotonic())
 

@@ -17,6 +17,7 @@ from typing import AsyncIterator
 
 from ...sampling import SamplingSpec
 from ..base import Engine, EngineError, EngineOutput, EngineRequest, EngineStats, EngineUnavailable
+from ..heap import release_free_memory
 from .backlog import Backlog, ByteCost, Work
 from .recipe import Recipe, describe, instantiate, leaves
 from .request_state import ByteRequestState
@@ -125,6 +126,10 @@ class ByteLevelEngine(Engine):
                 self._slots.release()
         finally:
             _BACKLOG.remove(work)
+            if _BACKLOG.idle():
+                # A request's caches (logit rows, member KV) are tens of MiB; without this the process
+                # keeps the peak of every burst resident.
+                asyncio.get_running_loop().run_in_executor(_WORKER, release_free_memory)
 
     async def _run(self, request: EngineRequest, work: Work) -> AsyncIterator[EngineOutput]:
         spec, n_prompt = request.sampling, len(request.prompt_token_ids)
