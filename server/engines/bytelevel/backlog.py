@@ -10,8 +10,10 @@ would take longer than the model's ``max_backlog_s``.
 Seconds per byte position are measured in the worker (``ByteCost``, per engine: members and
 settings set the price), so they include whatever else competes for the CPU. A request's work is
 its prompt bytes (walked one position each) plus the output bytes it is expected to produce: its
-``max_tokens``, capped by the mean length of the engine's recent finished outputs (a chat
-request without ``max_tokens`` may run to the context limit, but rarely does).
+``max_tokens``, capped by the mean length of the engine's recent replies that ended by
+themselves (a chat request without ``max_tokens`` may run to the context limit, but rarely does).
+Requests take the worker in turn, first come first served, so a request admitted now finishes
+after the work ahead of it plus its own, whatever arrives later.
 """
 from __future__ import annotations
 

@@ -2,9 +2,11 @@
 
 Its tokens are bytes (ids 0..255) and END (256, its EOS); see `tokenizer.py`. The model work
 of every byte-level engine in the process runs in one worker thread, one step (a chunk of the
-prompt, or one byte) at a time, so concurrent requests interleave byte by byte, the event loop
-never blocks, and the shared weights and tokenizers are never used from two threads at once.
-A request whose consumer goes away (client disconnect, stop string) stops at its next step.
+prompt, or one byte) at a time, so the event loop never blocks and the shared weights and
+tokenizers are never used from two threads at once. Requests take turns whole, first come first
+served: the worker has no batching, so interleaving them would only make every one of them late
+(and no admission bound would hold). A request whose consumer goes away (client disconnect,
+stop string) stops at its next step.
 Requests the worker could not finish within ``max_backlog_s`` are refused up front (``backlog``).
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator
 
@@ -29,6 +32,7 @@ __all__ = ["ByteLevelEngine", "run_in_worker"]
 log = logging.getLogger(__name__)
 
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="braid-bytelevel")
+_TURNS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = weakref.WeakKeyDictionary()
 _BACKLOG = Backlog()  # the work accepted for _WORKER, across every byte-level engine
 _PROMPT_CHUNK = 64  # prompt bytes conditioned on per worker step
 
@@ -36,6 +40,14 @@ _PROMPT_CHUNK = 64  # prompt bytes conditioned on per worker step
 async def run_in_worker(fn, *args):
     """Run byte-level model work in the shared worker thread."""
     return await asyncio.get_running_loop().run_in_executor(_WORKER, fn, *args)
+
+
+def _turn() -> asyncio.Lock:
+    """The byte-level requests' turn (FIFO): one request at a time uses the worker."""
+    loop = asyncio.get_running_loop()
+    if loop not in _TURNS:
+        _TURNS[loop] = asyncio.Lock()
+    return _TURNS[loop]
 
 
 class ByteLevelEngine(Engine):
@@ -113,17 +125,19 @@ class ByteLevelEngine(Engine):
                 raise EngineError(f"prompt token ids of byte-level model {self.name!r} are bytes (0..255); "
                                   f"got {bad[:5]}")
             self._waiting += 1
+            waiting = True
             try:
-                await self._slots.acquire()
+                async with self._slots, _turn():
+                    self._waiting, waiting = self._waiting - 1, False
+                    self._running += 1
+                    try:
+                        async for output in self._run(request, work):
+                            yield output
+                    finally:
+                        self._running -= 1
             finally:
-                self._waiting -= 1
-            self._running += 1
-            try:
-                async for output in self._run(request, work):
-                    yield output
-            finally:
-                self._running -= 1
-                self._slots.release()
+                if waiting:
+                    self._waiting -= 1
         finally:
             _BACKLOG.remove(work)
             if _BACKLOG.idle():
@@ -133,35 +147,35 @@ class ByteLevelEngine(Engine):
 
     async def _run(self, request: EngineRequest, work: Work) -> AsyncIterator[EngineOutput]:
         spec, n_prompt = request.sampling, len(request.prompt_token_ids)
-        state = await self._call(self._open, request)
+        state = await self._call(work, self._open, request)
         prompt_logprobs = [] if spec.prompt_logprobs is not None else None
         while not state.prompt_done:
             count = min(_PROMPT_CHUNK, len(state.prefix) - state.walked)
-            entries = await self._timed(state.walk_prompt, count, count, spec.prompt_logprobs)
+            entries = await self._timed(work, state.walk_prompt, count, count, spec.prompt_logprobs)
             work.prompt_left = len(state.prefix) - state.walked
             if prompt_logprobs is not None:
                 prompt_logprobs += entries
         first = True
         while state.finish_reason is None:
-            symbol, entry = await self._timed(state.step, 1)
+            symbol, entry = await self._timed(work, state.step, 1)
             work.generated = len(state.generated)
-            if state.finish_reason is not None:
+            if state.finish_reason == "stop":  # a reply cut at max_tokens says nothing of its natural length
                 self._cost.observe_output(len(state.generated))
             yield EngineOutput([symbol], n_prompt, [entry] if spec.logprobs is not None else None,
                                prompt_logprobs if first else None, state.finish_reason)
             first = False
 
-    async def _timed(self, fn, positions: int, *args):
+    async def _timed(self, work: Work, fn, positions: int, *args):
         """``fn`` in the worker; the seconds it ran there (not the wait for the worker) are measured."""
         def timed():
             began = time.perf_counter()
             return fn(*args), time.perf_counter() - began
 
-        result, seconds = await self._call(timed)
+        result, seconds = await self._call(work, timed)
         self._cost.observe_step(seconds, positions)
         return result
 
-    async def _call(self, fn, *args):
+    async def _call(self, work: Work, fn, *args):
         """One step in the worker. An ``EngineError`` is the request's fault; anything else is the
         engine's: it is marked failed, to be replaced, and this request ends with a 503."""
         if self._failure is not None:

@@ -44,13 +44,16 @@ async def read_stream(client: httpx.AsyncClient, body: dict, result: StreamResul
     return result
 
 
-async def start_streams(client: httpx.AsyncClient, body: dict, count: int) -> list[tuple[asyncio.Task, StreamResult]]:
-    """``count`` streams, each already producing text when this returns."""
+async def start_streams(client: httpx.AsyncClient, body: dict, count: int,
+                        producing: int | None = None) -> list[tuple[asyncio.Task, StreamResult]]:
+    """``count`` streams; when this returns, the first ``producing`` (default: all) produce text
+    (the rest are queued: a byte-level model runs one request at a time)."""
     streams = []
     for _ in range(count):
         result = StreamResult()
         streams.append((asyncio.create_task(read_stream(client, body, result)), result))
-    await asyncio.wait_for(asyncio.gather(*(r.first.wait() for _, r in streams)), 120)
+    producing = count if producing is None else producing
+    await asyncio.wait_for(asyncio.gather(*(r.first.wait() for _, r in streams[:producing])), 120)
     return streams
 
 

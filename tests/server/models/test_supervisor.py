@@ -65,13 +65,14 @@ def _readlink(path: str) -> str:
         return "socket:"
 
 
-async def _fault_cycle(handle, inject, failure_words: str) -> None:
-    """Streams and a whole request in flight on `tiny`; ``inject()`` breaks its engine; then every
-    observable promise of the supervisor is checked, up to serving again."""
+async def _fault_cycle(handle, inject, failure_words: str, producing: int | None = None) -> None:
+    """Streams and a whole request in flight on `tiny` (``producing`` of the streams running, the
+    rest queued); ``inject()`` breaks its engine; then every observable promise of the supervisor
+    is checked, up to serving again."""
     async with _client(handle) as client:
         tiny_before, other_before = await _text(client, "tiny"), await _text(client, "other")
         descriptors_before = _descriptors(handle.process.pid)
-        streams = await start_streams(client, {"model": "tiny", **LONG}, 3)
+        streams = await start_streams(client, {"model": "tiny", **LONG}, 3, producing)
         whole = asyncio.create_task(client.post("/v1/completions", json={"model": "tiny", **LONG}))
         await asyncio.sleep(0.5)  # admitted and running
         inject()
@@ -115,7 +116,9 @@ async def test_an_exception_in_an_engine_step_is_healed(tiny_2048_dir, tmp_path,
     fault_file = tmp_path / "fault"
     handle = start_server(_settings(tiny_2048_dir, engine, RESTART), tmp_path, env=_hooked_env(fault_file))
     try:
-        await _fault_cycle(handle, lambda: fault_file.write_text(""), "injected fault")
+        # byte-level requests take the worker in turn: one stream runs, the others wait their turn
+        await _fault_cycle(handle, lambda: fault_file.write_text(""), "injected fault",
+                           producing=1 if engine == "bytelevel" else None)
     finally:
         stop_server(handle)
     assert "the engine is back" in handle.log_path.read_text()
