@@ -15,6 +15,10 @@ steering on the transformers model; byte-level scoring (``echo`` + ``logprobs`` 
 and generation; clients that close the stream after the first one or two chunks; malformed
 requests (bad JSON, an unknown model, invalid parameters: must be 4xx) and prompts over the
 context (must be 400). Every request has a client deadline (``--timeout``): reaching it is a HANG.
+Like the official ``openai`` client, a request answered 408, 409, 429 or 5xx is sent again up to
+``--retries`` times (default 2, its ``max_retries``), after ``Retry-After`` when the answer has
+one (up to 60 s) or else 0.5 s doubling, within the deadline; the report counts those retries, and
+a request counts as failed by its last answer. ``--retries 0`` judges the first answer.
 
 Sampled meanwhile: ``GET /health`` every second, ``GET /metrics`` every 5 s (``braid:engine_*``
 when the server has them), and every ``--sample-interval`` s the RSS and open descriptors (sockets
@@ -130,6 +134,7 @@ class Result:
     chunks: int = 0
     retry_after: str | None = None
     injected: bool = False  # set after the run: a failure inside the injected fault's window
+    retried: list = field(default_factory=list)  # [status, Retry-After, error] of each answer sent again
 
     @property
     def latency(self) -> float:
@@ -327,19 +332,45 @@ def _has_output(chunk: dict) -> bool:
     return False
 
 
-async def send(client: httpx.AsyncClient, call: Call, t_zero: float, timeout: float) -> Result:
+RETRY_STATUSES = {408, 409, 429}  # and every 5xx: what the openai client retries
+MAX_RETRY_AFTER = 60.0  # the openai client ignores a longer Retry-After
+
+
+async def send(client: httpx.AsyncClient, call: Call, t_zero: float, timeout: float, retries: int = 0) -> Result:
     t0 = time.monotonic()
+    deadline = t0 + timeout
     result = Result(call.kind, call.model, t0 - t_zero, t0 - t_zero, None, "ok")
-    try:
-        await asyncio.wait_for(_send(client, call, result, t0), timeout)
-    except asyncio.TimeoutError:
-        result.cls, result.error = "hang", f"no complete answer within {timeout:.0f} s"
-    except httpx.TransportError as error:
-        result.cls, result.error = "connection error", f"{type(error).__name__}: {error}"[:400]
-    except Exception as error:  # noqa: BLE001 - anything else is a client-side surprise, kept with its type
-        result.cls, result.error = "bad response", f"{type(error).__name__}: {error}"[:400]
+    for attempt in range(retries + 1):
+        if attempt:
+            result.retried.append([result.status, result.retry_after, result.error[:200]])
+            result.status, result.cls, result.error, result.retry_after = None, "ok", "", None
+        try:
+            await asyncio.wait_for(_send(client, call, result, t0), deadline - time.monotonic())
+        except asyncio.TimeoutError:
+            result.cls, result.error = "hang", f"no complete answer within {timeout:.0f} s"
+        except httpx.TransportError as error:
+            result.cls, result.error = "connection error", f"{type(error).__name__}: {error}"[:400]
+        except Exception as error:  # noqa: BLE001 - anything else is a client-side surprise, kept with its type
+            result.cls, result.error = "bad response", f"{type(error).__name__}: {error}"[:400]
+        wait = _retry_wait(result, attempt)
+        if attempt == retries or wait is None or time.monotonic() + wait >= deadline:
+            break
+        await asyncio.sleep(wait)
     result.t1 = time.monotonic() - t_zero
     return result
+
+
+def _retry_wait(result: Result, attempt: int) -> float | None:
+    """Seconds before sending again, as the openai client decides; None: not retried."""
+    if result.status is None or not (result.status >= 500 or result.status in RETRY_STATUSES):
+        return None
+    try:
+        after = float(result.retry_after) if result.retry_after else None
+    except ValueError:
+        after = None
+    if after is not None and 0 < after <= MAX_RETRY_AFTER:
+        return after
+    return min(0.5 * 2 ** attempt, 8.0)
 
 
 async def _send(client: httpx.AsyncClient, call: Call, result: Result, t0: float) -> None:
@@ -566,7 +597,7 @@ async def run_traffic(args, root_url: str, pid: int | None, mix: Mix, headers: d
         while time.monotonic() < stop_at:
             call = mix.next()
             run.in_flight += 1
-            result = await send(client, call, t_zero, args.timeout)
+            result = await send(client, call, t_zero, args.timeout, args.retries)
             run.in_flight -= 1
             run.results.append(result)
 
@@ -823,8 +854,14 @@ def verdict(args, run: Run, fault: Fault | None, resources: list[dict], pid: int
                   f"longest gap {gap:.1f} s (from +{gap_start or 0:.0f} s); {unanswered} probes unanswered",
                   gap <= MAX_HEALTH_GAP))
     failures = [r for r in run.results if r.cls in SERVER_FAILURES and not r.injected]
-    goals.append(("no 5xx, stream error or dropped connection apart from the injected fault",
-                  f"{len(failures)} ({', '.join(f'{k} {v}' for k, v in Counter(r.cls for r in failures).items()) or 'none'})",
+    retried = [r for r in run.results if r.retried and not r.injected]
+    goals.append(("no 5xx, stream error or dropped connection apart from the injected fault"
+                  + (f" (a request's last answer, after up to {args.retries} retries as the openai client makes)"
+                     if args.retries else ""),
+                  f"{len(failures)} ({', '.join(f'{k} {v}' for k, v in Counter(r.cls for r in failures).items()) or 'none'})"
+                  + (f"; {len(retried)} requests were answered only after a retry "
+                     f"({', '.join(f'{k} {v}' for k, v in Counter(a[0] for r in retried for a in r.retried).items())})"
+                     if retried else ""),
                   not failures))
     wrong = [r for r in run.results if r.cls in CLIENT_FAILURES and not r.injected]
     malformed = [r for r in run.results if r.kind in EXPECT_4XX]
@@ -905,7 +942,7 @@ def report(args, info: RunInfo, run: Run, cards: list[dict], mix: Mix, fault: Fa
                                        for c in cards),
              f"- warm-up: the first {warmup:.0f} s ({'--warmup' if args.warmup is not None else '20% of the run'}); "
              f"resource windows: {resource_windows(args.duration, warmup):.0f} s; samples every "
-             f"{args.sample_interval:.0f} s; client deadline {args.timeout:.0f} s; seed {args.seed}",
+             f"{args.sample_interval:.0f} s; client deadline {args.timeout:.0f} s; client retries {args.retries}; seed {args.seed}",
              f"- traffic: {run.traffic_s:.0f} s (new requests stop at {args.duration:.0f} s, in-flight ones finish), "
              f"{len(run.results)} requests, {len(run.results) / max(run.traffic_s, 1e-9):.2f} per second",
              "", f"## Verdict: {'PASS' if ok_all else 'FAIL'}", "", "| goal | measured | |", "|---|---|---|"]
@@ -918,8 +955,8 @@ def report(args, info: RunInfo, run: Run, cards: list[dict], mix: Mix, fault: Fa
     lines += ["", "## Requests by kind", "",
               "Latency: seconds from sending to the complete answer (streams: to `[DONE]`; `disconnect`: to the "
               "close), requests answered as expected only; TTFT: first streamed chunk.", "",
-              "| kind | weight | sent | ok | expected 4xx | injected fault | other errors | p50 s | p90 s | p99 s | "
-              "TTFT p50 s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| kind | weight | sent | ok | expected 4xx | injected fault | other errors | retried | p50 s | p90 s | "
+              "p99 s | TTFT p50 s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     by_kind = defaultdict(list)
     for r in run.results:
         by_kind[r.kind].append(r)
@@ -930,7 +967,7 @@ def report(args, info: RunInfo, run: Run, cards: list[dict], mix: Mix, fault: Fa
         lines.append(f"| {kind} | {mix.kinds[kind]:g} | {len(rs)} | {sum(r.cls == 'ok' for r in rs)} | "
                      f"{sum(r.cls == 'expected 4xx' for r in rs)} | {sum(r.injected for r in rs)} | "
                      f"{sum(r.cls not in ('ok', 'expected 4xx') and not r.injected for r in rs)} | "
-                     f"{fmt_s(pct(good, 50))} | {fmt_s(pct(good, 90))} | {fmt_s(pct(good, 99))} | "
+                     f"{sum(bool(r.retried) for r in rs)} | {fmt_s(pct(good, 50))} | {fmt_s(pct(good, 90))} | {fmt_s(pct(good, 99))} | "
                      f"{fmt_s(pct(ttft, 50))} |")
     if mix.skipped:
         lines += ["", f"Left out (no model with the engine they need): {', '.join(mix.skipped)}."]
@@ -952,6 +989,14 @@ def report(args, info: RunInfo, run: Run, cards: list[dict], mix: Mix, fault: Fa
             lines.append(f"| {group} | {cls} | {status or '-'} | {kind} | {len(rs)} | {example} |")
     else:
         lines.append("None.")
+    answers = Counter((a[0], a[1] is not None, r.kind, (a[2] or "").replace("|", "\\|")[:180])
+                      for r in run.results for a in r.retried)
+    if answers:
+        lines += ["", "Answers the client sent again (`--retries`), by status, whether they had `Retry-After`, "
+                  "and kind; the request's outcome is its last answer:", "",
+                  "| HTTP status | Retry-After | kind | count | example message |", "|---|---|---|---:|---|"]
+        for (status, has_after, kind, message), n in sorted(answers.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+            lines.append(f"| {status} | {'yes' if has_after else 'no'} | {kind} | {n} | {message} |")
 
     # the injected fault
     if run.kill is not None:
@@ -977,8 +1022,9 @@ def report(args, info: RunInfo, run: Run, cards: list[dict], mix: Mix, fault: Fa
             window = [r for r in run.results if _in_window(r, fault)]
             if window:
                 statuses = Counter(f"{r.cls} {r.status or ''}".strip() for r in window)
-                with_retry = sum(1 for r in window if r.status == 503 and r.retry_after)
-                n503 = sum(1 for r in window if r.status == 503)
+                answers_503 = [bool(r.retry_after) for r in window if r.status == 503] + [
+                    bool(a[1]) for r in window for a in r.retried if a[0] == 503]
+                with_retry, n503 = sum(answers_503), len(answers_503)
                 lines.append(f"- requests on affected models in the window: {len(window)}: "
                              + ", ".join(f"{k} {v}" for k, v in statuses.most_common())
                              + (f"; 503s with Retry-After: {with_retry}/{n503}" if n503 else ""))
@@ -1186,6 +1232,10 @@ def main() -> None:
                         help="comma list KIND=WEIGHT changing the default weights (0 drops a kind); kinds: "
                              + ", ".join(f"{k} ({w})" for k, (_, w) in KINDS.items()))
     parser.add_argument("--seed", type=int, default=0, help="seed of the request mix (default 0)")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="send a request answered 408/409/429/5xx again up to this many times, after its "
+                             "Retry-After, as the openai client does (default 2, its max_retries; 0: judge the "
+                             "first answer)")
     parser.add_argument("--timeout", type=float, default=120,
                         help="client deadline per request in seconds (default 120); reaching it is a HANG")
     parser.add_argument("--warmup", type=float,
