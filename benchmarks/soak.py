@@ -989,14 +989,19 @@ def report(args, info: RunInfo, run: Run, cards: list[dict], mix: Mix, fault: Fa
             lines.append(f"| {group} | {cls} | {status or '-'} | {kind} | {len(rs)} | {example} |")
     else:
         lines.append("None.")
-    answers = Counter((a[0], a[1] is not None, r.kind, (a[2] or "").replace("|", "\\|")[:180])
-                      for r in run.results for a in r.retried)
+    answers, examples = Counter(), {}
+    for r in run.results:
+        for status, after, error in r.retried:
+            key = (status, after is not None, r.kind, re.sub(r"\d+(\.\d+)?", "N", error or ""))
+            answers[key] += 1
+            examples.setdefault(key, (error or "").replace("|", "\\|")[:180])
     if answers:
         lines += ["", "Answers the client sent again (`--retries`), by status, whether they had `Retry-After`, "
                   "and kind; the request's outcome is its last answer:", "",
                   "| HTTP status | Retry-After | kind | count | example message |", "|---|---|---|---:|---|"]
-        for (status, has_after, kind, message), n in sorted(answers.items(), key=lambda kv: (-kv[1], str(kv[0]))):
-            lines.append(f"| {status} | {'yes' if has_after else 'no'} | {kind} | {n} | {message} |")
+        for key, n in sorted(answers.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+            status, has_after, kind, _ = key
+            lines.append(f"| {status} | {'yes' if has_after else 'no'} | {kind} | {n} | {examples[key]} |")
 
     # the injected fault
     if run.kill is not None:

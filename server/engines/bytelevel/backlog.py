@@ -102,10 +102,13 @@ class Backlog:
             return
         own = sum(work.seconds_left() for work in new)
         if ahead + own > limit_s:
+            # Retry-After: when the work ahead will have shrunk enough for this request, if nothing
+            # else arrives (a request that alone exceeds the limit waits for an idle worker).
+            wait = ahead + min(own, limit_s) - limit_s
             raise EngineUnavailable(
                 f"model {model!r} is overloaded: the byte-level worker has about {ahead:.0f} s of work "
                 f"ahead and this request needs about {own:.0f} s more, beyond the model's max_backlog_s "
-                f"({limit_s:g} s); retry later", float(max(1, math.ceil(ahead))))
+                f"({limit_s:g} s); retry later", float(max(1, math.ceil(wait))))
 
     def idle(self) -> bool:
         """Nothing running and nothing admitted."""

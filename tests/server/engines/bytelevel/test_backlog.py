@@ -54,8 +54,11 @@ def test_backlog_refuses_only_past_the_limit_and_never_when_idle():
     running = backlog.claim("a", Work(cost, 0, 3))
     backlog.check([Work(cost, 1, 1)], 5.0, "m")  # 3 + 2 = 5: fits
     with pytest.raises(EngineUnavailable, match="max_backlog_s") as refused:
-        backlog.check([Work(cost, 1, 1), Work(cost, 0, 1)], 5.0, "m")  # 3 + 2 + 1 > 5
-    assert refused.value.retry_after == 3.0
+        backlog.check([Work(cost, 1, 1), Work(cost, 0, 1), Work(cost, 1, 1)], 5.0, "m")  # 3 + 2 + 1 + 2 > 5
+    assert refused.value.retry_after == 3.0  # once 3 of the 3 s ahead are done, the 5 s fit
+    with pytest.raises(EngineUnavailable) as alone_too_big:
+        backlog.check(huge, 5.0, "m")
+    assert alone_too_big.value.retry_after == 3.0  # larger than the limit: wait for the idle worker
     backlog.check(huge, None, "m")  # no limit
     backlog.remove(running)
     backlog.check(huge, 5.0, "m")
@@ -111,7 +114,7 @@ async def test_a_request_the_worker_cannot_finish_in_time_gets_503_before_the_re
             assert refused.status_code == 503, refused.text
             error = refused.json()["error"]
             assert error["type"] == "service_unavailable_error" and "max_backlog_s" in error["message"]
-            retry_after = int(refused.headers["Retry-After"])
+            retry_after = int(refused.headers["Retry-After"])  # its 5 s fit once the running request is done
             assert 1 <= retry_after <= math.ceil(2 * ahead)
 
             streamed = await client.post("/v1/completions", json=_body("abcdefgh", 12, stream=True))
