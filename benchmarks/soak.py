@@ -28,7 +28,9 @@ on the vllm model(s) between the kill and recovery (the model answered a request
 the kill, and ``/health`` is 200 again) are counted as "injected fault", apart from the rest.
 
 Goals (verdict, exit status 1 if one fails): no 5xx / stream error / dropped connection outside
-the injected fault; malformed requests 4xx, oversized ones 400, valid ones never 4xx; no hang;
+the injected fault (a 503 with ``Retry-After`` saying the model is overloaded, its admission
+refusing a request before any work, is counted apart and reported, not failed); malformed
+requests 4xx, oversized ones 400, valid ones never 4xx; no hang;
 the API stays responsive (no gap over 10 s between ``/health`` answers); nothing left running
 once the traffic stops (``braid:num_requests_running`` / ``_waiting`` 0); RSS growth < 5% after warm-up (median RSS of the last window vs the first window after warm-up;
 warm-up = the first 20% of the run unless ``--warmup``); descriptors flat (non-socket fds: max in
@@ -290,6 +292,7 @@ class Mix:
 
 MAX_HEALTH_GAP = 10.0
 SERVER_FAILURES = ("5xx", "stream error", "stream cut", "connection error", "bad response")
+OVERLOADED = "overloaded"  # a 503 with Retry-After that refused the request before any work (admission)
 CLIENT_FAILURES = ("unexpected 4xx", "accepted invalid request", "wrong 4xx", "4xx without error object")
 
 
@@ -419,7 +422,9 @@ async def _send(client: httpx.AsyncClient, call: Call, result: Result, t0: float
 
 def _classify_status(call: Call, result: Result, status: int, body: bytes) -> None:
     result.error = _error_text(body)
-    if status >= 500:
+    if status == 503 and result.retry_after and "is overloaded" in result.error:
+        result.cls = OVERLOADED
+    elif status >= 500:
         result.cls = "5xx"
     elif 400 <= status < 500:
         if call.expect == "ok":
@@ -863,6 +868,12 @@ def verdict(args, run: Run, fault: Fault | None, resources: list[dict], pid: int
                      f"({', '.join(f'{k} {v}' for k, v in Counter(a[0] for r in retried for a in r.retried).items())})"
                      if retried else ""),
                   not failures))
+    refused = Counter(r.model for r in run.results if r.cls == OVERLOADED and not r.injected)
+    sent = Counter(r.model for r in run.results)
+    goals.append(("overload: a model over its admission limit refuses up front (503 with Retry-After, before any "
+                  "work; reported apart from the 5xx above, after the client's retries)",
+                  "; ".join(f"{model}: {n} of {sent[model]} requests refused" for model, n in refused.items())
+                  or "none refused", True))
     wrong = [r for r in run.results if r.cls in CLIENT_FAILURES and not r.injected]
     malformed = [r for r in run.results if r.kind in EXPECT_4XX]
     goals.append(("malformed requests 4xx, oversized 400, valid requests never 4xx",
@@ -978,11 +989,12 @@ def report(args, info: RunInfo, run: Run, cards: list[dict], mix: Mix, fault: Fa
     for r in run.results:
         if r.cls == "ok":
             continue
-        group = "injected fault" if r.injected else ("expected" if r.cls == "expected 4xx" else "unexpected")
+        group = ("injected fault" if r.injected else "expected" if r.cls == "expected 4xx"
+                 else "overload" if r.cls == OVERLOADED else "unexpected")
         groups[(group, r.cls, r.status, r.kind)].append(r)
     if groups:
         lines += ["| group | class | HTTP status | kind | count | example message |", "|---|---|---|---|---:|---|"]
-        order = {"unexpected": 0, "injected fault": 1, "expected": 2}
+        order = {"unexpected": 0, "overload": 1, "injected fault": 2, "expected": 3}
         for (group, cls, status, kind), rs in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1],
                                                                                       str(kv[0][2]), kv[0][3])):
             example = rs[0].error.replace("|", "\\|").replace("\n", " ")[:180]
