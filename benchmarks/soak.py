@@ -817,7 +817,7 @@ def resource_goals(run: Run, duration: float, warmup: float, fd_slack: int) -> l
         for pid in alive:
             series = by_pid[pid]
             first_t = series[0]["t"]
-            start = max(warmup, first_t + (min(warmup, 60.0) if first_t > 1 else 0.0))  # a restarted process warms up
+            start = max(warmup, first_t + (warmup if first_t > 1 else 0.0))  # a restarted process warms up as long
             base = [s for s in series if start <= s["t"] < start + window]
             end = [s for s in series if s["t"] >= final_t - window]
             post = [s for s in series if s["t"] >= start]
