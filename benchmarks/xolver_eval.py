@@ -41,6 +41,9 @@ BUDGET_ARM, PER_SAMPLE_ARM = "xolver-nomem", "single"
 
 sys.path.insert(0, str(HERE))
 import xolver_data  # noqa: E402
+from structured_common import RunInfo  # noqa: E402
+
+ANALYSIS_THREADS = "none: an analysis of recorded results, no model runs"
 
 
 def _sets(texts: list[str]) -> list[tuple[str, int | None]]:
@@ -140,6 +143,7 @@ def estimate(pilot: Path, sets: list[tuple[str, int | None]], arms: list[str]) -
     """PILOT/estimate.md: the plan's wall time from the pilot's results (tokens and seconds per item)."""
     from braid.agents.eval.results import read_results
 
+    info = RunInfo.start(0, threads_text=ANALYSIS_THREADS)
     rows = list(read_results(pilot / "results.jsonl").values())
     measured = {}
     for arm in {r.arm for r in rows}:
@@ -151,7 +155,7 @@ def estimate(pilot: Path, sets: list[tuple[str, int | None]], arms: list[str]) -
     if BUDGET_ARM in measured and PER_SAMPLE_ARM in measured:
         k, note = budget_k(pilot)
         derived["sc"] = (PER_SAMPLE_ARM, float(k), f"{k} x {PER_SAMPLE_ARM} ({note})")
-    lines = [f"# Time estimate of the Xolver eval from `{pilot}`", "",
+    lines = [f"# Time estimate of the Xolver eval from `{pilot}`", "", *info.finish().markdown(), "",
              f"Written by `benchmarks/{Path(__file__).name} --estimate`. Per arm: tokens and seconds per item "
              "measured in the pilot (n items, concurrency 1), or derived from a measured arm. Sets other than "
              "the pilot's are assumed to cost the same per item (GSM8K problems are longer: more prompt "

@@ -33,6 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from structured_common import RunInfo  # noqa: E402
+
 
 @dataclass
 class RunRounds:
@@ -160,8 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     home = args.home or Path(RuntimeSettings.from_env().home)
     for out in args.outs:
+        info = RunInfo.start(0, threads_text="none: an analysis of recorded runs, no model runs")
         arms = collect(out, home, set(args.arm) if args.arm else None)
-        lines = [f"# Accuracy by round: `{out}`", "",
+        lines = [f"# Accuracy by round: `{out}`", "", *info.finish().markdown(), "",
                  "Written by `benchmarks/xolver_rounds.py` from results.jsonl and the runs under "
                  f"`{home}`. Round r: the answer had the team stopped after round r (a run that stopped "
                  "earlier keeps its answer). Tokens: mean spent by the end of round r (Xolver's own count).", "",
