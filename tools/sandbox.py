@@ -142,14 +142,13 @@ def _python_installation() -> list[str]:
 
 
 async def _read_capped(stream: asyncio.StreamReader, cap: int, sink: bytearray, on_overflow) -> None:
-    """Keep the first ``cap`` bytes; past them call ``on_overflow`` (it kills the code) and read on to
-    the end, discarding: a pipe left unread never reports its end, and the process is never reaped."""
-    overflow = False
+    """Keep the first ``cap`` bytes; past them call ``on_overflow`` (it kills the code; calling it again
+    is harmless) and read on to the end, discarding: a pipe left unread never reports its end, and
+    the process is never reaped."""
     while chunk := await stream.read(65536):
         room = max(cap - len(sink), 0)
         sink += chunk[:room]
-        if len(chunk) > room and not overflow:
-            overflow = True
+        if len(chunk) > room:
             on_overflow()
 
 

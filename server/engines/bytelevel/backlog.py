@@ -2,10 +2,10 @@
 
 All byte-level work in the process runs in one worker thread, one byte position (one next-byte
 distribution) at a time, and concurrent requests share it: a request that joins a busy worker
-finishes only after roughly everything already admitted. Rather than accept a request it would
-answer minutes later, an engine asks ``Backlog.check`` first (before the response starts), and answers 503 with
-``Retry-After`` (the time the current work needs) when the work ahead plus the request's own
-would take longer than the model's ``max_backlog_s``.
+finishes only after everything already admitted. Rather than accept a request it would answer
+minutes later, an engine asks ``Backlog.check`` first (before the response starts), and answers
+503 with ``Retry-After`` (when the work ahead will have shrunk enough) if the work ahead plus the
+request's own would take longer than the model's ``max_backlog_s``.
 
 Seconds per byte position are measured in the worker (``ByteCost``, per engine: members and
 settings set the price), so they include whatever else competes for the CPU. A request's work is
