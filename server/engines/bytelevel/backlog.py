@@ -85,12 +85,15 @@ class Backlog:
     _reserved: dict[str, tuple[Work, float]] = field(default_factory=dict)
 
     def seconds(self) -> float:
+        self._drop_lapsed()
+        return sum(work.seconds_left() for work in self._work) + sum(
+            work.seconds_left() for work, _ in self._reserved.values())
+
+    def _drop_lapsed(self) -> None:
         now = time.monotonic()
         for request_id, (_, since) in list(self._reserved.items()):
             if now - since > RESERVATION_S:
                 del self._reserved[request_id]
-        return sum(work.seconds_left() for work in self._work) + sum(
-            work.seconds_left() for work, _ in self._reserved.values())
 
     def check(self, new: list[Work], limit_s: float | None, model: str) -> None:
         """Raise ``EngineUnavailable`` (with ``retry_after``) if the ``new`` work would finish later
@@ -112,6 +115,7 @@ class Backlog:
 
     def idle(self) -> bool:
         """Nothing running and nothing admitted."""
+        self._drop_lapsed()
         return not self._work and not self._reserved
 
     def reserve(self, request_id: str, work: Work) -> None:
