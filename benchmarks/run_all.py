@@ -65,7 +65,10 @@ class Entry:
 ENTRIES = [
     Entry("retrieval", ("benchmarks/retrieval.py",), "1", "retrieval.md, .json"),
     Entry("serve", ("benchmarks/serve.py", "--servers", "vllm,braid-vllm,braid-transformers", "--concurrency", "1,8,32",
-                    "--max-tokens", "32", "--rounds", "2"), "22-45", "serve.md, .json"),
+                    "--max-tokens", "32", "--rounds", "2"), "8-45", "serve.md, .json"),
+    Entry("serve_c8", ("benchmarks/serve.py", "--servers", "vllm,braid-vllm", "--concurrency", "8", "--rounds", "4",
+                       "--requests-per-level", "48", "--max-tokens", "64", "--out", "serve_c8"), "16-25",
+          "serve_c8.md, .json"),
     Entry("startup", ("benchmarks/startup.py",), "16-30", "startup.md, .json"),
     Entry("contrastive", ("benchmarks/contrastive.py", "--threads", "1", "--out", "contrastive_bench"), "17-25",
           "contrastive_bench.md (both engines)"),
