@@ -31,7 +31,7 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from structured_common import RESULTS, RunInfo, free_port, thread_env, wait_healthy  # noqa: E402  (also puts tests/ on the path)
+from structured_common import RESULTS, RunInfo, free_port, server_cpu_by_process, thread_env, wait_healthy  # noqa: E402  (also puts tests/ on the path)
 
 SERVERS = {"vllm": "vLLM OpenAI server", "braid-vllm": "Braid, vLLM engine",
            "braid-transformers": "Braid, transformers engine"}
@@ -76,40 +76,20 @@ async def one_request(client: httpx.AsyncClient, url: str, model: str, max_token
                 result.tokens += chunk["usage"]["completion_tokens"]
 
 
-ROLES = ("API process", "engine core", "worker", "other")
-
-
-def role_of(process: psutil.Process, root: psutil.Process) -> str:
-    if process.pid == root.pid:
-        return "API process"
-    try:
-        name = " ".join(process.cmdline()) or process.name()
-    except psutil.Error:
-        return "other"
-    return "engine core" if "EngineCore" in name else "worker" if "Worker" in name else "other"
-
-
-def cpu_seconds(root: psutil.Process) -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) so far of the server process and its descendants, by pid."""
-    seen = {}
-    for process in [root, *root.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-            seen[process.pid] = (role_of(process, root), times.user + times.system)
-        except psutil.Error:
-            continue
-    return seen
+ROLES = {"server": "API process", "engine-core": "engine core", "vllm-worker": "worker", "other": "other"}
 
 
 def cpu_spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
-    spent = dict.fromkeys(ROLES, 0.0)
+    """CPU seconds per role between two ``server_cpu_by_process`` readings (a process new since
+    ``before`` counts from zero)."""
+    spent = dict.fromkeys(ROLES.values(), 0.0)
     for pid, (role, seconds) in after.items():
-        spent[role] += seconds - before.get(pid, (role, 0.0))[1]
+        spent[ROLES[role]] += seconds - before.get(pid, (role, 0.0))[1]
     return spent
 
 
 async def run_level(base: str, model: str, concurrency: int, requests: int, max_tokens: int,
-                    server: psutil.Process) -> tuple[Result, dict[str, float]]:
+                    server_pid: int) -> tuple[Result, dict[str, float]]:
     result = Result()
     semaphore = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
@@ -118,11 +98,11 @@ async def run_level(base: str, model: str, concurrency: int, requests: int, max_
                 await one_request(client, f"{base}/v1/completions", model, max_tokens, result)
 
         await one_request(client, f"{base}/v1/completions", model, 4, Result())  # warm-up
-        cpu_before = cpu_seconds(server)
+        cpu_before = server_cpu_by_process(server_pid)
         start = time.perf_counter()
         await asyncio.gather(*(guarded() for _ in range(requests)))
         result.wall = time.perf_counter() - start
-        cpu = cpu_spent(cpu_before, cpu_seconds(server))
+        cpu = cpu_spent(cpu_before, server_cpu_by_process(server_pid))
     return result, cpu
 
 
@@ -192,10 +172,9 @@ def main() -> None:
                                             **thread_env(args.threads)})
             try:
                 wait_healthy(base, process, 600, Path(tmp) / f"{kind}.log", poll_s=1)
-                server = psutil.Process(process.pid)
                 for level in levels:
                     requests = args.requests_per_level or max(4, 2 * level)
-                    r, cpu = asyncio.run(run_level(base, "bench", level, requests, args.max_tokens, server))
+                    r, cpu = asyncio.run(run_level(base, "bench", level, requests, args.max_tokens, process.pid))
                     print(f"  {kind:<20} c={level:<3} {r.tokens / r.wall:8.1f} tok/s", file=sys.stderr, flush=True)
                     table.setdefault((kind, level), Result()).add(r)
                     passes.append({"pass": number, "round": number // len(kinds), "server": kind,
@@ -249,16 +228,16 @@ def report(table: dict, passes: list[dict], args, info: RunInfo, kinds: list[str
     lines += ["", f"CPU time per output token (ms, all rounds pooled) of each of the server's processes during "
               f"the timed requests, and the CPU they kept busy (CPU seconds per wall second; "
               f"{psutil.cpu_count()} cores):", "",
-              "| server | concurrency | " + " | ".join(ROLES) + " | all | cores busy |",
+              "| server | concurrency | " + " | ".join(ROLES.values()) + " | all | cores busy |",
               "|---|---|" + "---|" * (len(ROLES) + 2)]
     for level in sorted({p["concurrency"] for p in passes}):
         for kind in kinds:
-            mine = [p for p in passes if p["server"] == kind and p["concurrency"] == level and "cpu_s" in p]
+            mine = [p for p in passes if p["server"] == kind and p["concurrency"] == level]
             tokens, wall = sum(p["tokens"] for p in mine), sum(p["wall_s"] for p in mine)
-            if not mine or not tokens:
+            if not tokens:
                 continue
-            spent = {role: sum(p["cpu_s"][role] for p in mine) for role in ROLES}
-            cells = [f"{1000 * spent[role] / tokens:.2f}" for role in ROLES]
+            spent = {role: sum(p["cpu_s"][role] for p in mine) for role in ROLES.values()}
+            cells = [f"{1000 * spent[role] / tokens:.2f}" for role in ROLES.values()]
             total = sum(spent.values())
             lines.append(f"| {SERVERS[kind]} | {level} | " + " | ".join(cells)
                          + f" | {1000 * total / tokens:.2f} | {total / wall:.2f} |")

